@@ -1,0 +1,513 @@
+"""NodeConfig: one node's `nodes/<name>.conf` (dotenv format) read, defaulted and validated.
+
+The file is read with `dotenv_values` (never into `os.environ`), without `${VAR}` interpolation so
+that a password containing `$` stays what the operator typed. Validation collects every problem
+and raises one `ConfigError` listing them all as `KEY: what is wrong (got '...')`, secrets masked.
+Defaults follow GONKA.md; everything that changes with the network (model, ref, URLs, peers,
+pruning) is a key here, not a constant in code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import io
+import ipaddress
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from .address import cold_address, pubkey_bytes
+from .errors import ConfigError
+
+SECRET_KEYS = frozenset({"KEYRING_PASSWORD", "HF_TOKEN"})
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+# key -> default ("" = empty/optional, None = required). Order is the order of `fab validate`'s table.
+DEFAULTS: dict[str, str | None] = {
+    # server
+    "SERVER_IP": None,
+    "SSH_USER": "root",
+    "SSH_PORT": "22",
+    "SSH_KEY": "",
+    # identity and secrets
+    "KEY_NAME": None,
+    "KEYRING_PASSWORD": None,
+    "ACCOUNT_PUBKEY": None,
+    "COLD_KEY_NAME": "gonka-account-key",
+    # network
+    "PUBLIC_URL": "",
+    "P2P_EXTERNAL_ADDRESS": "",
+    "API_PORT": "8000",
+    "API_SSL_PORT": "8443",
+    "P2P_PORT": "5000",
+    "SEED_API_URL": "http://node2.gonka.ai:8000",
+    "SEED_NODE_RPC_URL": "http://node2.gonka.ai:8000/chain-rpc/",
+    "SEED_NODE_P2P_URL": "tcp://node2.gonka.ai:5000",
+    "RPC_SERVER_URL_1": "http://node1.gonka.ai:8000/chain-rpc/",
+    "RPC_SERVER_URL_2": "http://node2.gonka.ai:8000/chain-rpc/",
+    "ALLOW_PRIVATE_ADDRESSES": "false",
+    "INTERNAL_BIND_ADDRESS": "127.0.0.1",
+    "PERSISTENT_PEERS": "",
+    # model
+    "MODEL": "MiniMaxAI/MiniMax-M2.7",
+    "MODEL_REVISION": "main",
+    "MODEL_ARGS": "[]",
+    "MAX_CONCURRENT": "500",
+    "ML_NODE_ID": "node1",
+    "ML_NODE_HOST": "inference",
+    "ML_INFERENCE_PORT": "5000",
+    "ML_POC_PORT": "8080",
+    "PORT": "8080",
+    "INFERENCE_PORT": "5050",
+    "ALLOW_UNAPPROVED_MODEL": "false",
+    "HF_TOKEN": "",
+    "HF_ENDPOINT": "",
+    "PIP_INDEX_URL": "",
+    # disk
+    "DATA_DISK": "/dev/vdc",
+    "MOUNT_POINT": "/mnt/ssd",
+    "ADOPT_DISK": "false",
+    # repos
+    "GONKA_REPO": "https://github.com/gonka-ai/gonka.git",
+    "GONKA_REF": "main",
+    "PROMETHEUS_REPO": "",
+    # admins and chain tuning
+    "ADMIN_SSH_KEYS": "",
+    "PRUNING_KEEP_RECENT": "20000",
+    "PRUNING_INTERVAL": "512",
+}
+KNOWN_KEYS = frozenset(DEFAULTS)
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_GIT_REF = re.compile(r"^(?!.*\.\.)(?!/)[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+_DEVICE = re.compile(r"^/dev/[A-Za-z0-9][A-Za-z0-9/_.:-]*$")
+_MOUNT = re.compile(r"^/[A-Za-z0-9_.@/-]+$")
+_PEER = re.compile(r"^([0-9a-f]{40})@([^:@\s]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
+_SYSTEM_DIRS = {"/", "/boot", "/etc", "/usr", "/var", "/bin", "/sbin", "/lib", "/root", "/home", "/proc",
+                "/sys", "/dev", "/run", "/tmp", "/mnt"}
+_SSH_KEY_TYPES = {
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", "ssh-dss",
+}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A validated node: typed values plus where its artefacts and logs go."""
+
+    path: Path
+    values: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    artefacts_root: Path = field(default=Path("nodes"))
+
+    def __getitem__(self, key: str) -> str:
+        return self.values[key]
+
+    # server
+    @property
+    def server_ip(self) -> str:
+        return self.values["SERVER_IP"]
+
+    @property
+    def ssh_user(self) -> str:
+        return self.values["SSH_USER"]
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.values["SSH_PORT"])
+
+    @property
+    def ssh_key(self) -> str:
+        return self.values["SSH_KEY"]
+
+    # identity
+    @property
+    def key_name(self) -> str:
+        return self.values["KEY_NAME"]
+
+    @property
+    def keyring_password(self) -> str:
+        return self.values["KEYRING_PASSWORD"]
+
+    @property
+    def cold_address(self) -> str:
+        return cold_address(self.values["ACCOUNT_PUBKEY"])
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.values[k] for k in sorted(SECRET_KEYS) if self.values.get(k)]
+
+    # network / model / disk, typed
+    @property
+    def api_port(self) -> int:
+        return int(self.values["API_PORT"])
+
+    @property
+    def seed_api_url(self) -> str:
+        return self.values["SEED_API_URL"].rstrip("/")
+
+    @property
+    def model_args(self) -> list[str]:
+        return parse_model_args(self.values["MODEL_ARGS"])
+
+    @property
+    def max_concurrent(self) -> int:
+        return int(self.values["MAX_CONCURRENT"])
+
+    @property
+    def admin_ssh_keys(self) -> list[str]:
+        return split_ssh_keys(self.values["ADMIN_SSH_KEYS"])
+
+    @property
+    def persistent_peers(self) -> list[str]:
+        return [p.strip() for p in self.values["PERSISTENT_PEERS"].split(",") if p.strip()]
+
+    @property
+    def mount_point(self) -> str:
+        return self.values["MOUNT_POINT"].rstrip("/") or "/"
+
+    @property
+    def data_disk(self) -> str:
+        return self.values["DATA_DISK"]
+
+    @property
+    def gonka_dir(self) -> str:
+        return f"{self.mount_point}/gonka"
+
+    @property
+    def join_dir(self) -> str:
+        return f"{self.mount_point}/gonka/deploy/join"
+
+    @property
+    def hf_home(self) -> str:
+        return f"{self.mount_point}/hf"
+
+    def flag(self, key: str) -> bool:
+        return self.values[key].strip().lower() in TRUE_WORDS
+
+    # local places
+    @property
+    def artefacts(self) -> Path:
+        """`nodes/<KEY_NAME>/`: generated files of this node (git-ignored)."""
+        return self.artefacts_root / self.key_name
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.artefacts_root.parent / "logs"
+
+    def display_rows(self) -> list[tuple[str, str]]:
+        """(key, value) rows for the parameter table, secrets masked."""
+        return [(k, mask(k, self.values[k])) for k in DEFAULTS]
+
+
+def mask(key: str, value: str) -> str:
+    """Show a value as it may appear on a console: secrets become `***`."""
+    if key in SECRET_KEYS:
+        return "***" if value else ""
+    return value
+
+
+def parse_model_args(text: str) -> list[str]:
+    """MODEL_ARGS is a JSON list of strings, or a shell-style word list."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        value = json.loads(text)
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise ValueError("must be a JSON list of strings")
+        return value
+    return shlex.split(text)
+
+
+def split_ssh_keys(text: str) -> list[str]:
+    """ADMIN_SSH_KEYS holds one OpenSSH public key per line, or several separated by `;`."""
+    return [k.strip() for chunk in text.splitlines() for k in chunk.split(";") if k.strip()]
+
+
+def resolve_node_path(node: str, nodes_dir: Path = Path("nodes")) -> Path:
+    """`--node nodes/x.conf`, `--node x.conf` or a bare name `x` -> the config file path."""
+    p = Path(node).expanduser()
+    if p.suffix == ".conf" or "/" in node:
+        return p
+    return nodes_dir / f"{node}.conf"
+
+
+# ---------------------------------------------------------------------------- validators
+# Each returns None when the value is fine, else a short description of what is wrong.
+
+def check_host(v: str) -> str | None:
+    try:
+        ipaddress.ip_address(v.strip("[]"))
+        return None
+    except ValueError:
+        pass
+    if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in v.rstrip(".").split(".")):
+        return "not an IPv4/IPv6 address or host name"
+    if v.rstrip(".").split(".")[-1].isdigit():
+        return "not a valid IPv4 address"
+    return None
+
+
+def check_port(v: str) -> str | None:
+    if not v.isdigit() or not 1 <= int(v) <= 65535:
+        return "must be a port number 1-65535"
+    return None
+
+
+def check_url(v: str, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    try:
+        parts = urlsplit(v)
+        port = parts.port
+    except ValueError as e:
+        return f"not a valid URL ({e})"
+    if parts.scheme not in schemes:
+        return f"must start with {' or '.join(s + '://' for s in schemes)}"
+    if not parts.hostname:
+        return "has no host"
+    if port is not None and not 1 <= port <= 65535:
+        return "port must be 1-65535"
+    return check_host(parts.hostname) and "has an invalid host"
+
+
+def check_repo_url(v: str) -> str | None:
+    if re.match(r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+:[^\s]+$", v):  # scp-like git@host:org/repo.git
+        return None
+    return check_url(v, ("https", "http", "ssh", "git", "file"))
+
+
+def is_public_host(host: str) -> bool:
+    """False for loopback, private, link-local, reserved or unspecified addresses and `localhost`."""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return False
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True  # a host name: the chain resolves it, we cannot judge it here
+    return not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+                or ip.is_unspecified or ip.is_multicast)
+
+
+def check_ssh_public_key(line: str) -> str | None:
+    """An OpenSSH public key line: `type base64 [comment]`, the blob naming the same type."""
+    fields = line.split()
+    if len(fields) < 2:
+        return "not an OpenSSH public key ('type base64 [comment]')"
+    ktype, blob = fields[0], fields[1]
+    if ktype not in _SSH_KEY_TYPES:
+        return f"unknown key type {ktype!r}"
+    try:
+        raw = base64.b64decode(blob, validate=True)
+    except (binascii.Error, ValueError):
+        return "key data is not base64"
+    if len(raw) < 4:
+        return "key data too short"
+    n = int.from_bytes(raw[:4], "big")
+    if raw[4:4 + n] != ktype.encode():
+        return "key data does not match its type"
+    return None
+
+
+def check_peer(p: str) -> str | None:
+    m = _PEER.match(p)
+    if not m:
+        return f"peer {p!r} is not id@host:port (id = 40 hex chars)"
+    host = m.group(2)
+    return (check_host(host) and f"peer {p!r} has an invalid host") or check_port(m.group(3))
+
+
+def _check_bool(v: str) -> str | None:
+    return None if v.strip().lower() in TRUE_WORDS | FALSE_WORDS else "must be true or false"
+
+
+def _check_int(v: str, lo: int, hi: int) -> str | None:
+    if not re.fullmatch(r"\d+", v) or not lo <= int(v) <= hi:
+        return f"must be a whole number {lo}-{hi}"
+    return None
+
+
+def _show(key: str, value: str) -> str:
+    shown = mask(key, value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return shown.encode("unicode_escape").decode("ascii")
+
+
+def validate(values: dict[str, str], *, base_dir: Path | None = None) -> list[str]:
+    """Every problem of a defaulted config, as `KEY: what is wrong (got '...')` lines."""
+    problems: list[str] = []
+
+    def bad(key: str, what: str | None) -> None:
+        if what:
+            problems.append(f"{key}: {what} (got '{_show(key, values.get(key, ''))}')")
+
+    for key, default in DEFAULTS.items():
+        if default is None and not values.get(key, "").strip():
+            problems.append(f"{key}: required, missing or empty")
+    v = values.get
+
+    if v("SERVER_IP"):
+        bad("SERVER_IP", check_host(v("SERVER_IP")))
+    if v("SSH_USER") and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", v("SSH_USER")):
+        bad("SSH_USER", "not a valid user name")
+    for k in ("SSH_PORT", "API_PORT", "API_SSL_PORT", "P2P_PORT", "ML_INFERENCE_PORT", "ML_POC_PORT",
+              "PORT", "INFERENCE_PORT"):
+        bad(k, check_port(v(k, "")))
+    if v("SSH_KEY"):
+        key_path = Path(v("SSH_KEY")).expanduser()
+        if base_dir and not key_path.is_absolute():
+            key_path = base_dir / key_path
+        if not key_path.is_file():
+            bad("SSH_KEY", "private key file not found")
+    if v("KEY_NAME") and not _KEY_NAME.match(v("KEY_NAME")):
+        bad("KEY_NAME", "use letters, digits, '.', '_' or '-' (max 63), starting with a letter or digit")
+    pw = v("KEYRING_PASSWORD", "")
+    if pw and len(pw) < 12:
+        bad("KEYRING_PASSWORD", f"too short: {len(pw)} characters, at least 12 needed")
+    if pw and ("\n" in pw or "\r" in pw or "\0" in pw):
+        bad("KEYRING_PASSWORD", "must be one line without NUL characters")
+    if v("ACCOUNT_PUBKEY"):
+        try:
+            pubkey_bytes(v("ACCOUNT_PUBKEY"))
+        except ValueError as e:
+            bad("ACCOUNT_PUBKEY", str(e))
+    if v("COLD_KEY_NAME") is not None and not _KEY_NAME.match(v("COLD_KEY_NAME", "")):
+        bad("COLD_KEY_NAME", "use letters, digits, '.', '_' or '-'")
+
+    allow_private = v("ALLOW_PRIVATE_ADDRESSES", "").strip().lower() in TRUE_WORDS
+    url_keys = ("PUBLIC_URL", "SEED_API_URL", "SEED_NODE_RPC_URL", "RPC_SERVER_URL_1", "RPC_SERVER_URL_2")
+    for k in url_keys:
+        if v(k):
+            bad(k, check_url(v(k)))
+    for k in ("HF_ENDPOINT", "PIP_INDEX_URL"):
+        if v(k):
+            bad(k, check_url(v(k)))
+    for k in ("P2P_EXTERNAL_ADDRESS", "SEED_NODE_P2P_URL"):
+        if v(k):
+            bad(k, check_url(v(k), ("tcp",)))
+    if v("PUBLIC_URL") and not check_url(v("PUBLIC_URL")) and not allow_private:
+        host = urlsplit(v("PUBLIC_URL")).hostname or ""
+        if not is_public_host(host):
+            bad("PUBLIC_URL", "is a loopback/private/link-local address, which the chain rejects; use the "
+                              "server's public address (or ALLOW_PRIVATE_ADDRESSES=true on a test network)")
+    if v("INTERNAL_BIND_ADDRESS"):
+        try:
+            ipaddress.ip_address(v("INTERNAL_BIND_ADDRESS"))
+        except ValueError:
+            bad("INTERNAL_BIND_ADDRESS", "must be an IP address (127.0.0.1 keeps internal ports off the internet)")
+    for p in [p.strip() for p in v("PERSISTENT_PEERS", "").split(",") if p.strip()]:
+        what = check_peer(p)
+        if what:
+            bad("PERSISTENT_PEERS", what)
+
+    if v("MODEL") and not _MODEL.match(v("MODEL")):
+        bad("MODEL", "must be a Hugging Face repo id like Org/Name")
+    if v("MODEL_REVISION") and not _GIT_REF.match(v("MODEL_REVISION")):
+        bad("MODEL_REVISION", "not a valid revision (branch, tag or commit sha)")
+    try:
+        parse_model_args(v("MODEL_ARGS", ""))
+    except ValueError as e:
+        bad("MODEL_ARGS", f"cannot parse: {e}")
+    bad("MAX_CONCURRENT", _check_int(v("MAX_CONCURRENT", ""), 1, 100000))
+    if v("ML_NODE_ID") and not _KEY_NAME.match(v("ML_NODE_ID")):
+        bad("ML_NODE_ID", "use letters, digits, '.', '_' or '-'")
+    if v("ML_NODE_HOST") and ("://" in v("ML_NODE_HOST") or check_host(v("ML_NODE_HOST"))):
+        bad("ML_NODE_HOST", "a host name without scheme, e.g. inference")
+
+    if not _DEVICE.match(v("DATA_DISK", "")) or ".." in v("DATA_DISK", ""):
+        bad("DATA_DISK", "must be a block device path under /dev/, e.g. /dev/vdc")
+    mp = v("MOUNT_POINT", "")
+    if not _MOUNT.match(mp) or ".." in mp:
+        bad("MOUNT_POINT", "must be an absolute path without spaces, e.g. /mnt/ssd")
+    elif mp.rstrip("/") in _SYSTEM_DIRS or mp.rstrip("/") == "":
+        bad("MOUNT_POINT", "must not be a system directory; use e.g. /mnt/ssd")
+
+    bad("GONKA_REPO", check_repo_url(v("GONKA_REPO", "")))
+    if v("PROMETHEUS_REPO"):
+        bad("PROMETHEUS_REPO", check_repo_url(v("PROMETHEUS_REPO")))
+    if not _GIT_REF.match(v("GONKA_REF", "")):
+        bad("GONKA_REF", "not a valid git ref (tag, branch or commit)")
+    for i, line in enumerate(split_ssh_keys(v("ADMIN_SSH_KEYS", "")), 1):
+        what = check_ssh_public_key(line)
+        if what:
+            problems.append(f"ADMIN_SSH_KEYS: key {i}: {what} (got '{_show('ADMIN_SSH_KEYS', line)}')")
+    bad("PRUNING_KEEP_RECENT", _check_int(v("PRUNING_KEEP_RECENT", ""), 2, 10**9))
+    bad("PRUNING_INTERVAL", _check_int(v("PRUNING_INTERVAL", ""), 10, 10**9))
+    for k in ("ALLOW_PRIVATE_ADDRESSES", "ALLOW_UNAPPROVED_MODEL", "ADOPT_DISK"):
+        bad(k, _check_bool(v(k, "")))
+    return problems
+
+
+def apply_defaults(raw: dict[str, str]) -> dict[str, str]:
+    """Fill defaults and the values derived from SERVER_IP (PUBLIC_URL, P2P_EXTERNAL_ADDRESS)."""
+    values = {k: (raw.get(k) if raw.get(k) not in (None, "") else (d or "")) for k, d in DEFAULTS.items()}
+    ip = values["SERVER_IP"]
+    host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
+    if ip and not values["PUBLIC_URL"]:
+        values["PUBLIC_URL"] = f"http://{host}:{values['API_PORT']}"
+    if ip and not values["P2P_EXTERNAL_ADDRESS"]:
+        values["P2P_EXTERNAL_ADDRESS"] = f"tcp://{host}:{values['P2P_PORT']}"
+    return values
+
+
+def parse_text(text: str, source: str = "node config") -> tuple[dict[str, str], list[str], list[str]]:
+    """dotenv text -> (raw values, syntax problems, warnings about unknown keys)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if "\0" in text:
+        problems.append("file: contains NUL bytes; it is not a text config file")
+        return {}, problems, warnings
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            first = binding.original.string.strip().splitlines()[0][:60] if binding.original.string.strip() else ""
+            problems.append(f"line {binding.original.line}: cannot parse, expected KEY=value (got '{first}')")
+    raw = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        if key is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            problems.append(f"{key[:40]}: not a valid key name (use A-Z, 0-9 and _)")
+            continue
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key.upper(), sorted(KNOWN_KEYS), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{key}: unknown key, ignored{hint}")
+            continue
+        values[key] = "" if value is None else value
+    if not text.strip():
+        problems.append("file: is empty; copy nodes/example.conf and fill it in")
+    return values, problems, warnings
+
+
+def load(path: Path | str) -> NodeConfig:
+    """Read, default and validate a node config file; raise ConfigError with every problem."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError([f"file: not found; create it from nodes/example.conf (looked at {path})"], source)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"file: not UTF-8 text (byte {e.start}); save it as UTF-8"], source) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    raw, problems, warnings = parse_text(text, source)
+    values = apply_defaults(raw)
+    if not problems or raw:
+        problems += validate(values, base_dir=path.parent.parent)
+    if problems:
+        raise ConfigError(problems, source)
+    return NodeConfig(path=path, values=values, warnings=tuple(warnings), artefacts_root=path.parent)

@@ -1,0 +1,88 @@
+"""Pure renderers: config.env, node-config.json, the fstab line. No I/O here."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from .config import NodeConfig
+
+# config.env variables in GONKA.md's order: (name, value from the config)
+CONFIG_ENV_ORDER = (
+    "KEY_NAME", "KEYRING_PASSWORD", "API_PORT", "API_SSL_PORT", "PUBLIC_URL", "P2P_EXTERNAL_ADDRESS",
+    "ACCOUNT_PUBKEY", "NODE_CONFIG", "HF_HOME", "SEED_API_URL", "SEED_NODE_RPC_URL", "SEED_NODE_P2P_URL",
+    "DAPI_API__POC_CALLBACK_URL", "DAPI_CHAIN_NODE__URL", "DAPI_CHAIN_NODE__P2P_URL",
+    "RPC_SERVER_URL_1", "RPC_SERVER_URL_2", "PORT", "INFERENCE_PORT", "KEYRING_BACKEND",
+)
+
+
+def config_env_values(cfg: NodeConfig) -> dict[str, str]:
+    """The variables of config.env (GONKA.md's table) with this node's values."""
+    v = cfg.values
+    return {
+        "KEY_NAME": v["KEY_NAME"],
+        "KEYRING_PASSWORD": v["KEYRING_PASSWORD"],
+        "API_PORT": v["API_PORT"],
+        "API_SSL_PORT": v["API_SSL_PORT"],
+        "PUBLIC_URL": v["PUBLIC_URL"],
+        "P2P_EXTERNAL_ADDRESS": v["P2P_EXTERNAL_ADDRESS"],
+        "ACCOUNT_PUBKEY": v["ACCOUNT_PUBKEY"],
+        "NODE_CONFIG": "./node-config.json",
+        "HF_HOME": cfg.hf_home,
+        "SEED_API_URL": v["SEED_API_URL"],
+        "SEED_NODE_RPC_URL": v["SEED_NODE_RPC_URL"],
+        "SEED_NODE_P2P_URL": v["SEED_NODE_P2P_URL"],
+        "DAPI_API__POC_CALLBACK_URL": "http://api:9100",
+        "DAPI_CHAIN_NODE__URL": "http://node:26657",
+        "DAPI_CHAIN_NODE__P2P_URL": "http://node:26656",
+        "RPC_SERVER_URL_1": v["RPC_SERVER_URL_1"],
+        "RPC_SERVER_URL_2": v["RPC_SERVER_URL_2"],
+        "PORT": v["PORT"],
+        "INFERENCE_PORT": v["INFERENCE_PORT"],
+        "KEYRING_BACKEND": "file",
+    }
+
+
+def config_env(cfg: NodeConfig) -> str:
+    """config.env: `export NAME=value` lines, every value quoted for bash (it is `source`d)."""
+    values = config_env_values(cfg)
+    lines = [
+        "# Written by gonka-deploy from the node config; edit the node config and rerun `fab configure`.",
+        "# Holds KEYRING_PASSWORD: keep this file mode 0600.",
+    ]
+    lines += [f"export {name}={shlex.quote(values[name])}" for name in CONFIG_ENV_ORDER]
+    return "\n".join(lines) + "\n"
+
+
+def node_config(cfg: NodeConfig) -> list[dict]:
+    """node-config.json's content: one ML node serving MODEL with its vLLM args."""
+    return [{
+        "id": cfg["ML_NODE_ID"],
+        "host": cfg["ML_NODE_HOST"],
+        "inference_port": int(cfg["ML_INFERENCE_PORT"]),
+        "poc_port": int(cfg["ML_POC_PORT"]),
+        "max_concurrent": cfg.max_concurrent,
+        "models": {cfg["MODEL"]: {"args": cfg.model_args}},
+    }]
+
+
+def node_config_json(cfg: NodeConfig) -> str:
+    return json.dumps(node_config(cfg), indent=2) + "\n"
+
+
+def fstab_line(uuid: str, mount_point: str, fstype: str = "ext4") -> str:
+    """One fstab entry keyed on UUID; `nofail` so a missing disk never blocks boot."""
+    return f"UUID={uuid} {mount_point} {fstype} defaults,nofail 0 2"
+
+
+def diff_env_keys(old: str, new: str) -> list[str]:
+    """Names of `export NAME=` variables whose value differs between two config.env texts."""
+    def parse(text: str) -> dict[str, str]:
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("export ") and "=" in line:
+                name, _, value = line[len("export "):].partition("=")
+                out[name.strip()] = value
+        return out
+    a, b = parse(old), parse(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -1,0 +1,220 @@
+"""One run against one node: config, log, confirmation, connection, and the error boundary.
+
+Tasks call `run_node()` with the phase work as a function of the `Run`. Every expected failure
+(a `DeployError`) ends as one ERROR line in the log and exit code 1, without a traceback; an
+unexpected exception is reported the same way, its traceback going to the log file only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import NodeConfig, load, resolve_node_path
+from .connect import connect
+from .errors import ConfigError, DeployError
+from .log import RunLog, log_path
+from .remote import Remote
+from .step import Steps
+
+
+@dataclass
+class Target:
+    """Where to connect: from the node config, unless `fab -H` named the host."""
+
+    host: str
+    user: str
+    port: int
+
+
+def parse_host_string(s: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]` (IPv6 in brackets) -> (user, host, port)."""
+    user = None
+    if "@" in s:
+        user, s = s.rsplit("@", 1)
+    port = None
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        if rest.startswith(":") and rest[1:].isdigit():
+            port = int(rest[1:])
+    elif s.count(":") == 1:
+        host, _, p = s.partition(":")
+        port = int(p) if p.isdigit() else None
+    else:
+        host = s
+    return user, host, port
+
+
+def resolve_target(cfg: NodeConfig, host_string: str | None) -> Target:
+    """The config's SERVER_IP/SSH_USER/SSH_PORT; `-H` may repeat them but not contradict them."""
+    if not host_string:
+        return Target(cfg.server_ip, cfg.ssh_user, cfg.ssh_port)
+    user, host, port = parse_host_string(host_string)
+    clashes = []
+    if host != cfg.server_ip:
+        clashes.append(f"host {host!r} vs SERVER_IP {cfg.server_ip!r}")
+    if user is not None and user != cfg.ssh_user:
+        clashes.append(f"user {user!r} vs SSH_USER {cfg.ssh_user!r}")
+    if port is not None and port != cfg.ssh_port:
+        clashes.append(f"port {port} vs SSH_PORT {cfg.ssh_port}")
+    if clashes:
+        raise DeployError(f"-H {host_string} contradicts {cfg.path}: " + "; ".join(clashes),
+                          "drop -H (the node config names the server) or fix the node config")
+    return Target(host, user or cfg.ssh_user, port or cfg.ssh_port)
+
+
+@dataclass
+class Run:
+    """Everything a phase needs for one node: config, log, remote, steps, options."""
+
+    cfg: NodeConfig
+    log: RunLog
+    target: Target
+    opts: dict[str, Any] = field(default_factory=dict)
+    _remote: Remote | None = None
+    steps: Steps = None  # type: ignore[assignment]
+    started: float = field(default_factory=time.monotonic)
+    last_error: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            self.steps = Steps(self.log, plan=self.plan, on_step=self._set_step)
+
+    @property
+    def plan(self) -> bool:
+        return bool(self.opts.get("plan"))
+
+    def opt(self, name: str, default: Any = None) -> Any:
+        return self.opts.get(name, default)
+
+    def _set_step(self, name: str) -> None:
+        if self._remote:
+            self._remote.step = name
+
+    @property
+    def remote(self) -> Remote:
+        """The connection, opened on first use and reused for the whole run."""
+        if self._remote is None:
+            self._remote = open_remote(self)
+        return self._remote
+
+    @property
+    def connected(self) -> bool:
+        return self._remote is not None
+
+    def close(self) -> None:
+        if self._remote is not None:
+            # closing a dead connection must not mask the real error
+            with contextlib.suppress(Exception):
+                self._remote.conn.close()
+        self.log.close()
+
+
+def open_remote(run: Run) -> Remote:
+    """Connect, then make sure the login user can run root commands (directly or with sudo -n)."""
+    cfg, t = run.cfg, run.target
+    key = cfg.ssh_key
+    if key and not Path(key).expanduser().is_absolute():
+        key = str(cfg.path.parent.parent / key)
+    conn = connect(t.host, user=t.user, port=t.port, known_hosts=cfg.artefacts / "known_hosts",
+                   key_filename=key, log=run.log, accept_new_host_key=bool(run.opt("accept_new_host_key")))
+    remote = Remote(conn, run.log, plan=run.plan)
+    r = remote.probe('id -u; sudo -n true 2>/dev/null && echo sudo-ok || echo sudo-no', what="root access")
+    lines = r.out.splitlines()
+    if lines and lines[0] == "0":
+        pass
+    elif "sudo-ok" in lines:
+        remote.use_sudo = True
+        run.log.info(f"{t.user} is not root: commands run through sudo -n")
+    else:
+        raise DeployError(f"{t.user}@{t.host} cannot run root commands (not root, and `sudo -n` asks for a password)",
+                          "log in as root (SSH_USER=root) or give the user passwordless sudo")
+    return remote
+
+
+# ------------------------------------------------------------------------ confirmation
+_confirm_lock = threading.Lock()
+_confirmed: set[str] = set()
+
+
+def confirm(question: str, *, yes: bool, key: str = "proceed") -> None:
+    """Ask `question (yes/no)` once per process; --yes skips it; no TTY without --yes is an error."""
+    with _confirm_lock:
+        if yes or key in _confirmed:
+            return
+        if not sys.stdin or not sys.stdin.isatty():
+            raise DeployError("confirmation needed but there is no terminal to ask on",
+                              "rerun with --yes once you have checked the parameters")
+        while True:
+            answer = input(f"{question} (yes/no): ").strip().lower()
+            if answer in ("yes", "y"):
+                _confirmed.add(key)
+                return
+            if answer in ("no", "n", ""):
+                raise DeployError("stopped at the confirmation prompt; nothing was changed")
+
+
+def parameters_table(cfg: NodeConfig, target: Target) -> str:
+    """The node's parameters as a plain text table, secrets masked."""
+    rows = [("target", f"{target.user}@{target.host}:{target.port}")] + cfg.display_rows()
+    width = max(len(k) for k, _ in rows)
+    lines = []
+    for k, v in rows:
+        vs = v.splitlines() or [""]
+        lines.append(f"{k.ljust(width)}  {vs[0]}")
+        lines += [f"{' ' * width}  {x}" for x in vs[1:]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- runner
+def load_node(node: str) -> NodeConfig:
+    return load(resolve_node_path(node))
+
+
+def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any], console=None,
+              prefix: str = "") -> Run:
+    """Create the log for a node and resolve its target (no connection yet)."""
+    log = RunLog(log_path(cfg.logs_dir, cfg.key_name), secrets=cfg.secrets, console=console, prefix=prefix)
+    log.info(f"gonka-deploy: node {cfg.path} (KEY_NAME {cfg.key_name}); log {log.path}")
+    for w in cfg.warnings:
+        log.warn(w)
+    target = resolve_target(cfg, host_string)
+    return Run(cfg=cfg, log=log, target=target, opts=opts)
+
+
+def report_config_error(node: str, err: ConfigError, console=None) -> None:
+    """Config errors come before the log exists: print them in the log's format on the console."""
+    out = console or sys.stdout
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    for line in str(err).splitlines():
+        out.write(f"[{stamp}] [ERROR] {line}\n")
+    out.flush()
+
+
+def guarded(run: Run, work: Callable[[Run], Any]) -> int:
+    """Run `work`, turning failures into one ERROR line; returns the exit code (0 or 1)."""
+    try:
+        work(run)
+        return 0
+    except DeployError as e:
+        run.last_error = str(e)
+        run.log.error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        run.log.error("interrupted; rerun to continue (every step checks what is already done)")
+        return 130
+    except Exception as e:  # a bug: say so briefly, keep the traceback in the log file only
+        run.last_error = f"internal error: {type(e).__name__}: {e}"
+        run.log.error(f"{run.last_error} (details in {run.log.path})")
+        run.log.file_only(traceback.format_exc())
+        return 1
+    finally:
+        run.log.info(f"log: {run.log.path}")
+        run.close()

@@ -1,0 +1,219 @@
+"""The `fab` tasks: thin wrappers that parse options, build the run and call phase functions.
+
+Every task takes the node as `--node nodes/<name>.conf` (or a bare name); the SSH target comes
+from the node config unless `fab -H` names it. Every task validates the config first and stops
+with exit 1 and a clear message on any failure.
+"""
+
+from __future__ import annotations
+
+import glob
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+
+from fabric import Connection, task
+from invoke import Collection
+from invoke.exceptions import Exit
+
+from . import phases
+from .errors import ConfigError, DeployError
+from .session import Run, confirm, guarded, load_node, parameters_table, report_config_error, start_run
+
+COMMON_HELP = {
+    "node": "node config: nodes/<name>.conf or a bare name (repeat for several nodes)",
+    "nodes": "glob of node configs, e.g. 'nodes/*.conf'",
+    "yes": "do not ask for confirmation (needed without a terminal)",
+    "plan": "run the read-only checks for real and print what each step would do; change nothing",
+    "accept_new_host_key": "forget the pinned SSH host key of this server and pin the one it shows now",
+}
+
+
+def node_task(**extra_help: str):
+    """@task for node tasks: --node repeatable, help for the common flags the function has."""
+    def wrap(fn):
+        params = inspect.signature(fn).parameters
+        helps = {k: v for k, v in COMMON_HELP.items() if k in params}
+        return task(iterable=["node"], help={**helps, **extra_help})(fn)
+    return wrap
+
+
+def _host_string(c) -> str | None:
+    """What `fab -H` said for this call (None when the task runs without -H)."""
+    return getattr(c, "original_host", None) if isinstance(c, Connection) else None
+
+
+def node_paths(node: Iterable[str] | None, nodes: str | None) -> list[str]:
+    """--node values plus the --nodes glob, in order, without repeats."""
+    out: list[str] = list(node or [])
+    if nodes:
+        matched = sorted(glob.glob(nodes))
+        matched = [m for m in matched if not m.endswith("example.conf")]
+        if not matched:
+            raise DeployError(f"--nodes {nodes!r} matches no file")
+        out += matched
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def preflight(run: Run, *, ask: bool = True) -> None:
+    """Show the parameters, ask once (unless --yes or plan), then connect and check root access."""
+    run.log.info("parameters:\n" + parameters_table(run.cfg, run.target))
+    if ask and not run.plan:
+        confirm("Proceed?", yes=bool(run.opt("yes")))
+    run.remote  # noqa: B018 - connects and checks root access now, before any phase
+
+
+def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True) -> None:
+    """Load each node, run `work` on it after the preflight, exit non-zero if any node failed."""
+    try:
+        paths = node_paths(node, nodes)
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise Exit(code=1) from None
+    if not paths:
+        print("error: no node given; use --node nodes/<name>.conf (see nodes/example.conf)", file=sys.stderr)
+        raise Exit(code=1)
+    from .fleet import run_fleet  # noqa: PLC0415 - fleets pull in the thread pool only when used
+
+    def one(path: str, console=None, prefix: str = "") -> tuple[int, Run | None]:
+        try:
+            cfg = load_node(path)
+        except ConfigError as e:
+            report_config_error(path, e, console)
+            return 1, None
+        try:
+            run = start_run(cfg, host_string=_host_string(c), opts=opts, console=console, prefix=prefix)
+        except DeployError as e:
+            report_config_error(path, ConfigError([str(e)], path), console)
+            return 1, None
+
+        def body(r: Run) -> None:
+            preflight(r, ask=ask)
+            work(r)
+        return guarded(run, body), run
+
+    rc = run_fleet(paths, one, parallel=int(opts.get("parallel") or 1))
+    if rc:
+        raise Exit(code=rc)
+
+
+def _phase_task(phase_name: str) -> Callable[[Run], None]:
+    def work(run: Run) -> None:
+        phases.phase_named(phase_name).run(run)
+    return work
+
+
+def run_phases(run: Run) -> None:
+    """Phases in order, honouring --from / --only; each checks its own preconditions."""
+    selected = phases.PHASES
+    if run.opt("only"):
+        selected = [phases.phase_named(run.opt("only"))]
+    elif run.opt("from_"):
+        start = phases.phase_named(run.opt("from_")).number
+        selected = [p for p in selected if p.number >= start]
+    for p in selected:
+        run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
+        p.run(run)
+    run.log.ok("deploy finished")
+
+
+# ----------------------------------------------------------------------------- tasks
+@node_task()
+def validate(c, node=None, nodes=None, yes=False, accept_new_host_key=False):
+    """Check a node config, SSH access and root rights; show the parameters and ask to proceed."""
+    run_task(c, node, nodes, lambda run: run.log.ok("node config valid, SSH and root access work"),
+             {"yes": yes, "accept_new_host_key": accept_new_host_key})
+
+
+@node_task(
+    from_="start at this phase (name or number), e.g. --from configure",
+    only="run only this phase",
+    wipe_disk="allow formatting a DATA_DISK that is not blank (asks you to type the device name)",
+    update_repo="move the gonka checkout to GONKA_REF when it is on another ref",
+    parallel="deploy this many nodes at the same time",
+)
+def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
+           update_repo=False, accept_new_host_key=False, parallel=1):
+    """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
+    run_task(c, node, nodes, run_phases, {
+        "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
+        "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel})
+
+
+def _phase(c, name: str, node, nodes, **opts) -> None:
+    run_task(c, node, nodes, _phase_task(name), opts)
+
+
+@node_task(
+    wipe_disk="allow formatting a DATA_DISK that is not blank (asks you to type the device name)")
+def prepare_server(c, node=None, nodes=None, yes=False, plan=False, wipe_disk=False, accept_new_host_key=False):
+    """Phase 1: add admin SSH keys, format (only if blank) and mount the data disk, start Prometheus."""
+    _phase(c, "prepare-server", node, nodes, yes=yes, plan=plan, wipe_disk=wipe_disk,
+           accept_new_host_key=accept_new_host_key)
+
+
+@node_task(
+    no_wait="start the download job on the server and return at once",
+    update_repo="move the gonka checkout to GONKA_REF when it is on another ref")
+def download_model(c, node=None, nodes=None, yes=False, plan=False, no_wait=False, update_repo=False,
+                   accept_new_host_key=False):
+    """Phase 2: clone the gonka repo at GONKA_REF and download MODEL on the server (resumable)."""
+    _phase(c, "download-model", node, nodes, yes=yes, plan=plan, no_wait=no_wait, update_repo=update_repo,
+           accept_new_host_key=accept_new_host_key)
+
+
+@node_task()
+def configure(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
+    """Phase 3: render config.env and node-config.json locally and upload them to deploy/join."""
+    _phase(c, "configure", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key)
+
+
+@node_task()
+def start_base(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
+    """Phase 4: start tmkms + node, create the warm key (once) and register the participant."""
+    _phase(c, "start-base", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key)
+
+
+@node_task()
+def configure_chain(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
+    """Phase 5: set persistent_peers and pruning in the chain's TOML files; restart node if changed."""
+    _phase(c, "configure-chain", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key)
+
+
+@node_task()
+def launch(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
+    """Phase 6: start all services with the ML node (docker-compose.yml + docker-compose.mlnode.yml)."""
+    _phase(c, "launch", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key)
+
+
+@node_task(parallel="check this many nodes at the same time")
+def verify(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
+    """Phase 7: check the running host (registration, RPC, dashboard, ML node, GPU, logs, exposure)."""
+    run_task(c, node, nodes, _phase_task("verify"),
+             {"yes": True, "accept_new_host_key": accept_new_host_key, "parallel": parallel}, ask=False)
+
+
+@node_task(parallel="query this many nodes at the same time")
+def status(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
+    """Read-only: a table of the phases (from live probes), containers, height, disk, model, keys."""
+    from .errors import NotImplementedPhase
+
+    def work(run: Run) -> None:
+        raise NotImplementedPhase("status")
+    run_task(c, node, nodes, work, {"yes": True, "accept_new_host_key": accept_new_host_key,
+                                    "parallel": parallel}, ask=False)
+
+
+def build_namespace() -> Collection:
+    """The collection `fab` shows: every task of the mission."""
+    ns = Collection()
+    for t in (deploy, validate, prepare_server, download_model, configure, start_base, configure_chain,
+              launch, verify, status):
+        ns.add_task(t)
+    try:
+        from .sandbox.demo import demo  # noqa: PLC0415 - the demo is optional (needs the sandbox package)
+        ns.add_task(demo)
+    except ImportError:
+        pass
+    return ns

@@ -1,0 +1,85 @@
+"""The `fab` command line as a user types it, from the repo root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import conf_text, write_node
+from tests.unit.test_config import BAD_INPUTS
+
+ROOT = Path(__file__).resolve().parents[2]
+MISSION_TASKS = ["deploy", "validate", "prepare-server", "download-model", "configure", "start-base",
+                 "configure-chain", "launch", "verify", "status"]
+
+
+def fab_bin() -> str:
+    exe = Path(sys.executable).parent / "fab"
+    return str(exe) if exe.exists() else shutil.which("fab") or "fab"
+
+
+def fab(*args: str, cwd: Path = ROOT, stdin=subprocess.DEVNULL, timeout: int = 60) -> subprocess.CompletedProcess:
+    """Run fab with the repo's tasks (-r finds tasks.py/fabfile.py) in a working dir of our choice."""
+    return subprocess.run([fab_bin(), "-r", str(ROOT), *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=stdin, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_fab_list_from_repo_root_shows_every_task_with_help():
+    r = subprocess.run([fab_bin(), "--list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split()[0]: ln for ln in r.stdout.splitlines() if ln.startswith("  ") and ln.split()}
+    for name in MISSION_TASKS:
+        assert name in lines, f"{name} missing from fab --list"
+        assert len(lines[name].split()) > 2, f"{name} has no help text"
+
+
+def test_fab_help_of_a_task_documents_its_flags():
+    r = fab("--help", "deploy")
+    assert r.returncode == 0
+    for flag in ("--node", "--yes", "--plan", "--from", "--only", "--wipe-disk"):
+        assert flag in r.stdout
+
+
+@pytest.mark.parametrize("name,text,key", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_config_exits_1_naming_the_key_without_traceback(tmp_path, name, text, key):
+    write_node(tmp_path, text, "bad")
+    r = fab("validate", "--node", "nodes/bad.conf", "--yes", cwd=tmp_path)
+    assert r.returncode == 1
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out
+    assert f"- {key}" in out
+
+
+def test_bare_node_name_and_missing_node(tmp_path):
+    r = fab("validate", "--node", "nosuch", "--yes", cwd=tmp_path)
+    assert r.returncode == 1 and "not found" in r.stdout and "Traceback" not in r.stderr
+    r = fab("validate", cwd=tmp_path)
+    assert r.returncode == 1 and "--node" in r.stderr
+
+
+def test_no_terminal_without_yes_is_an_error_not_a_hang(tmp_path):
+    write_node(tmp_path, conf_text(), "good")
+    r = fab("validate", "--node", "good", cwd=tmp_path, timeout=30)
+    assert r.returncode == 1
+    assert "no terminal" in r.stdout and "--yes" in r.stdout
+
+
+def test_dash_h_contradicting_the_config_is_an_error(tmp_path):
+    write_node(tmp_path, conf_text(), "good")
+    r = fab("-H", "192.0.2.99", "validate", "--node", "good", "--yes", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "contradicts" in r.stdout and "SERVER_IP" in r.stdout
+
+
+def test_secrets_not_in_the_parameter_table(tmp_path):
+    from tests.helpers import PASSWORD
+    write_node(tmp_path, conf_text(), "good")
+    r = fab("validate", "--node", "good", cwd=tmp_path)
+    assert "KEYRING_PASSWORD" in r.stdout and PASSWORD not in r.stdout + r.stderr
+    logs = list((tmp_path / "logs").glob("node-a_*.log"))
+    assert logs and PASSWORD not in logs[0].read_text()
