@@ -84,6 +84,10 @@ DEFAULTS: dict[str, str | None] = {
     "ADMIN_SSH_KEYS": "",
     "PRUNING_KEEP_RECENT": "20000",
     "PRUNING_INTERVAL": "512",
+    # how long to wait (seconds)
+    "RPC_TIMEOUT": "300",
+    "REGISTRATION_TIMEOUT": "180",
+    "LAUNCH_TIMEOUT": "900",
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
 
@@ -192,6 +196,14 @@ class NodeConfig:
     @property
     def hf_home(self) -> str:
         return f"{self.mount_point}/hf"
+
+    def seconds(self, key: str) -> int:
+        return int(self.values[key])
+
+    @property
+    def state_dir(self) -> str:
+        """The deployer's own markers on the server (outside the git checkout)."""
+        return f"{self.mount_point}/.gonka-deploy"
 
     def flag(self, key: str) -> bool:
         return self.values[key].strip().lower() in TRUE_WORDS
@@ -444,6 +456,8 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None) -> list[st
             problems.append(f"ADMIN_SSH_KEYS: key {i}: {what} (got '{_show('ADMIN_SSH_KEYS', line)}')")
     bad("PRUNING_KEEP_RECENT", _check_int(v("PRUNING_KEEP_RECENT", ""), 2, 10**9))
     bad("PRUNING_INTERVAL", _check_int(v("PRUNING_INTERVAL", ""), 10, 10**9))
+    for k in ("RPC_TIMEOUT", "REGISTRATION_TIMEOUT", "LAUNCH_TIMEOUT"):
+        bad(k, _check_int(v(k, ""), 1, 86400))
     for k in ("ALLOW_PRIVATE_ADDRESSES", "ALLOW_UNAPPROVED_MODEL", "ADOPT_DISK"):
         bad(k, _check_bool(v(k, "")))
     return problems

@@ -76,11 +76,16 @@ class Remote:
 
     # ------------------------------------------------------------------ commands
     def probe(self, command: str, *, what: str = "", input: str | None = None,
-              timeout: int | None = None, quiet: bool = True) -> Result:
-        """Run a read-only command; its exit code is data, not failure."""
+              timeout: int | None = None, quiet: bool = True, log_output: bool = True) -> Result:
+        """Run a read-only command; its exit code is data, not failure.
+
+        `log_output=False` keeps output that may hold an unregistered secret (a new mnemonic) out of
+        the log; the caller registers the secret, then logs it.
+        """
         if what:
             self.log.check(what)
-        return self._exec("probe", command, what or command, input, timeout, show_output=not quiet)
+        return self._exec("probe", command, what or command, input, timeout, show_output=not quiet,
+                          log_output=log_output)
 
     def run(self, command: str, *, what: str, input: str | None = None, timeout: int | None = None,
             ok_codes: tuple[int, ...] = (0,), hint: str | None = None, show_output: bool = True) -> Result:
@@ -95,7 +100,7 @@ class Remote:
         return res
 
     def _exec(self, kind: str, command: str, what: str, input: str | None, timeout: int | None,
-              show_output: bool) -> Result:
+              show_output: bool, log_output: bool = True) -> Result:
         full = f"sudo -n bash -c {shlex.quote(command)}" if self.use_sudo else command
         self.log.event("OUTPUT", f"$ {command}", console=False)
         t0 = time.monotonic()
@@ -125,7 +130,7 @@ class Remote:
             raise ConnectionLost(self.step, "the session ended without an exit status")
         self._record(kind, what, command, code, t0)
         text = (out + (err if err.strip() else "")).rstrip()
-        if text:
+        if text and log_output:
             self.log.output(text, console=show_output and kind == "run")
         return Result(command, code, out, err, time.monotonic() - t0)
 

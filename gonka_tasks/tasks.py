@@ -104,20 +104,6 @@ def _phase_task(phase_name: str) -> Callable[[Run], None]:
     return work
 
 
-def run_phases(run: Run) -> None:
-    """Phases in order, honouring --from / --only; each checks its own preconditions."""
-    selected = phases.PHASES
-    if run.opt("only"):
-        selected = [phases.phase_named(run.opt("only"))]
-    elif run.opt("from_"):
-        start = phases.phase_named(run.opt("from_")).number
-        selected = [p for p in selected if p.number >= start]
-    for p in selected:
-        run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
-        p.run(run)
-    run.log.ok("deploy finished")
-
-
 # ----------------------------------------------------------------------------- tasks
 @node_task()
 def validate(c, node=None, nodes=None, yes=False, accept_new_host_key=False):
@@ -132,13 +118,15 @@ def validate(c, node=None, nodes=None, yes=False, accept_new_host_key=False):
     wipe_disk="allow formatting a DATA_DISK that is not blank (asks you to type the device name)",
     update_repo="move the gonka checkout to GONKA_REF when it is on another ref",
     parallel="deploy this many nodes at the same time",
+    no_pipeline="download the model before phase 3 instead of alongside phases 3-5 (as the seed does)",
 )
 def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
-           update_repo=False, accept_new_host_key=False, parallel=1):
+           update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False):
     """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
-    run_task(c, node, nodes, run_phases, {
+    run_task(c, node, nodes, phases.deploy, {
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
-        "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel})
+        "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
+        "no_pipeline": no_pipeline})
 
 
 def _phase(c, name: str, node, nodes, **opts) -> None:

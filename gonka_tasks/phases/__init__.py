@@ -6,10 +6,11 @@ trusts that an earlier one ran: it checks its own preconditions on the server.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import NotImplementedPhase
+from ..errors import DeployError, NotImplementedPhase
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,21 @@ def _not_built(name: str) -> Callable:
     return phase
 
 
+def _lazy(module: str, func: str) -> Callable:
+    """Import a phase module on first use (fab --list stays fast)."""
+    def phase(run) -> None:
+        mod = importlib.import_module(f"{__name__}.{module}")
+        return getattr(mod, func)(run)
+    return phase
+
+
 PHASES: list[Phase] = [
-    Phase(1, "prepare-server", "server preparation: admin keys, data disk, Prometheus", _not_built("prepare-server")),
-    Phase(2, "download-model", "gonka repo and model weights", _not_built("download-model")),
-    Phase(3, "configure", "config.env and node-config.json", _not_built("configure")),
-    Phase(4, "start-base", "tmkms + node, warm key, registration", _not_built("start-base")),
-    Phase(5, "configure-chain", "persistent peers and pruning", _not_built("configure-chain")),
-    Phase(6, "launch", "all services with the ML node", _not_built("launch")),
+    Phase(1, "prepare-server", "server preparation: admin keys, data disk, Prometheus", _lazy("server", "prepare_server")),
+    Phase(2, "download-model", "gonka repo and model weights", _lazy("model", "download_model")),
+    Phase(3, "configure", "config.env and node-config.json", _lazy("configure", "configure")),
+    Phase(4, "start-base", "tmkms + node, warm key, registration", _lazy("services", "start_base")),
+    Phase(5, "configure-chain", "persistent peers and pruning", _lazy("chain", "configure_chain")),
+    Phase(6, "launch", "all services with the ML node", _lazy("launch", "launch")),
     Phase(7, "verify", "checks of the running host", _not_built("verify")),
 ]
 
@@ -43,5 +52,26 @@ def phase_named(name: str) -> Phase:
         if name in (p.name, str(p.number), p.name.replace("-", "_")):
             return p
     names = ", ".join(f"{p.number}={p.name}" for p in PHASES)
-    from ..errors import DeployError
     raise DeployError(f"unknown phase {name!r}", f"use one of {names}")
+
+
+def deploy(run) -> None:
+    """Phases in order, honouring --from/--only. The model download is pipelined: started in the
+    background right after phase 2's checkout, waited for only before launch (unless --no-pipeline)."""
+    from . import model  # noqa: PLC0415
+
+    selected = PHASES
+    if run.opt("only"):
+        selected = [phase_named(run.opt("only"))]
+    elif run.opt("from_"):
+        start = phase_named(run.opt("from_")).number
+        selected = [p for p in selected if p.number >= start]
+    pipelined = not run.opt("no_pipeline") and len(selected) > 1
+    for p in selected:
+        run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
+        if p.name == "download-model" and pipelined:
+            model.ensure_download(run, wait=False)
+            continue
+        p.run(run)
+    if not run.plan:
+        run.log.ok("deploy finished" + ("" if any(p.name == "verify" for p in selected) else " (verify not run)"))

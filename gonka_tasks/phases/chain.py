@@ -1,0 +1,71 @@
+"""Phase 5, chain tuning: persistent peers (config.toml) and pruning (app.toml), edited with tomlkit.
+
+Each file is backed up once before its first change. A marker on the server records that a
+restart is owed, written before the edit and removed after the restart, so a run killed between
+the edit and the restart still restarts the node next time.
+"""
+
+from __future__ import annotations
+
+from .. import chaincfg
+from ..errors import DeployError
+from .common import compose, q, require
+from .services import wait_rpc
+
+
+def _paths(run) -> tuple[str, str]:
+    base = f"{run.cfg.join_dir}/.inference/config"
+    return f"{base}/config.toml", f"{base}/app.toml"
+
+
+def _restart_marker(run) -> str:
+    return f"{run.cfg.state_dir}/node-restart-pending"
+
+
+def _edit_step(run, name: str, path: str, edit, describe) -> None:
+    def check():
+        text = run.remote.read_file(path) or ""
+        try:
+            new = edit(text)
+        except chaincfg.ChainConfigError as e:
+            raise DeployError(f"cannot edit {path}: {e}") from None
+        return new == text, describe(text)
+
+    def act():
+        text = run.remote.read_file(path) or ""
+        new = edit(text)
+        run.remote.run(f"mkdir -p {q(run.cfg.state_dir)} && touch {q(_restart_marker(run))} && "
+                       f"cp -n -p {q(path)} {q(path + '.gonka-deploy.orig')}",
+                       what=f"back up {path.rsplit('/', 1)[-1]} (first change only)")
+        run.remote.write_file(path, new, mode=0o644, what=f"write {path.rsplit('/', 1)[-1]}")
+
+    run.steps.run(name, check, act)
+
+
+def configure_chain(run) -> None:
+    """Phase 5."""
+    cfg = run.cfg
+    config_toml, app_toml = _paths(run)
+    r = run.remote.probe(f"test -f {q(config_toml)} && test -f {q(app_toml)}", what="chain config files")
+    require(r.ok or run.plan, f"{config_toml} or app.toml not found (the node has not started yet)",
+            "run `fab start-base` first")
+    peers = cfg.persistent_peers
+    if peers:
+        _edit_step(run, "persistent_peers in config.toml", config_toml,
+                   lambda t: chaincfg.set_persistent_peers(t, peers),
+                   lambda t: f"{len(peers)} peer(s)" if t else "absent")
+    else:
+        run.log.info("PERSISTENT_PEERS is empty: config.toml persistent_peers left as it is")
+    keep, interval = int(cfg["PRUNING_KEEP_RECENT"]), int(cfg["PRUNING_INTERVAL"])
+    _edit_step(run, "pruning in app.toml", app_toml, lambda t: chaincfg.set_pruning(t, keep, interval),
+               lambda t: f"custom, keep-recent {keep}, interval {interval}")
+
+    def restarted():
+        return not run.remote.probe(f"test -f {q(_restart_marker(run))}").ok, "no restart owed"
+
+    def restart():
+        run.remote.run(compose(run, "restart node"), what="restart node (new chain settings)", timeout=600)
+        wait_rpc(run)
+        run.remote.run(f"rm -f {q(_restart_marker(run))}", what="clear the restart marker")
+
+    run.steps.run("node runs with the new chain settings", restarted, restart)

@@ -1,0 +1,57 @@
+"""Helpers shared by the phases: compose command lines, waiting with progress, preconditions."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+
+from ..errors import DeployError
+
+COMPOSE_BASE = ("docker-compose.yml",)
+COMPOSE_ALL = ("docker-compose.yml", "docker-compose.mlnode.yml")
+
+
+def q(s: str) -> str:
+    return shlex.quote(s)
+
+
+def in_join(run, command: str, *, source_env: bool = True) -> str:
+    """A command run in deploy/join, with config.env sourced (its values reach compose via the env)."""
+    env = ". ./config.env && " if source_env else ""
+    return f"cd {q(run.cfg.join_dir)} && {env}{command}"
+
+
+def compose(run, args: str, files: tuple[str, ...] = COMPOSE_BASE, *, source_env: bool = True) -> str:
+    fs = " ".join(f"-f {f}" for f in files)
+    return in_join(run, f"docker compose {fs} {args}", source_env=source_env)
+
+
+def api_shell(run, script: str) -> str:
+    """`docker compose run` of a shell script in the api container; $VARS expand inside the container."""
+    return compose(run, f"run --rm --no-deps -T api sh -c {q(script)}")
+
+
+def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float,
+               interval_s: float = 2.0, report_every_s: float = 10.0,
+               hint: str = "check the container logs (`docker compose logs`) and rerun") -> str:
+    """Poll `probe` until it says done; log progress; DeployError after the deadline."""
+    t0 = time.monotonic()
+    last_report = t0
+    done, detail = probe()
+    while not done:
+        now = time.monotonic()
+        if now - t0 > deadline_s:
+            raise DeployError(f"{what}: not ready after {deadline_s:.0f} s ({detail})", hint)
+        if now - last_report >= report_every_s:
+            run.log.info(f"waiting for {what}: {detail} ({now - t0:.0f} s)")
+            last_report = now
+        time.sleep(interval_s)
+        done, detail = probe()
+    return detail
+
+
+def require(ok: bool, message: str, hint: str) -> None:
+    """A phase's precondition on the server: stop with what to run first."""
+    if not ok:
+        raise DeployError(message, hint)

@@ -1,0 +1,295 @@
+"""Phase 2, gonka and models: the gonka checkout at GONKA_REF, the HF cache dir, huggingface_hub,
+and the model download as a job on the server that survives the SSH connection dropping.
+
+The download runs detached on the server (`setsid nohup`, every fd redirected, a pid file and a
+log under `<HF_HOME>/.gonka-download/`). This phase starts it or re-attaches to a running one,
+shows progress from the job's `state.json`, and returns when the cache holds every file of the
+revision with the right size. `deploy` starts it early and waits only before `launch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from importlib import resources
+
+from ..errors import DeployError
+from .common import q, require
+from .server import require_mounted
+
+PIPX_HOME = "/opt/gonka-deploy/pipx"
+PIPX_PYTHON = f"{PIPX_HOME}/venvs/huggingface-hub/bin/python"
+JOB_NAME = "hf_job.py"
+
+
+def job_dir(run) -> str:
+    return f"{run.cfg.hf_home}/.gonka-download"
+
+
+# ---------------------------------------------------------------------------- gonka repo
+def gonka_repo(run) -> None:
+    """GONKA_REPO cloned at GONKA_REF; an existing checkout is checked, never reset or cleaned."""
+    cfg = run.cfg
+    d, repo, ref = cfg.gonka_dir, cfg["GONKA_REPO"], cfg["GONKA_REF"]
+    require_mounted(run)
+
+    def state():
+        r = run.remote.probe_many({
+            "origin": f"git -C {q(d)} remote get-url origin",
+            "head": f"git -C {q(d)} rev-parse HEAD",
+            "want": f"git -C {q(d)} rev-parse -q --verify {q(ref + '^{commit}')}",
+            "dirty": f"git -C {q(d)} status --porcelain --untracked-files=no",
+            "exists": f"test -e {q(d)}",
+        }, what=f"gonka checkout {d}")
+        return r
+
+    r = state()
+    if r["exists"].ok and not r["origin"].ok:
+        raise DeployError(f"{d} exists but is not a git checkout", "move it aside and rerun download-model")
+    if r["origin"].ok and r["origin"].out != repo:
+        raise DeployError(f"{d} is a clone of {r['origin'].out}, not of GONKA_REPO {repo}",
+                          "fix GONKA_REPO, or move the directory aside and rerun")
+
+    def cloned():
+        s = state()
+        if not s["origin"].ok:
+            return False, "not cloned"
+        if s["want"].ok and s["head"].out == s["want"].out:
+            return True, f"at {ref} ({s['head'].out[:12]})"
+        return False, f"at {s['head'].out[:12]}, GONKA_REF {ref} is {s['want'].out[:12] or 'unknown here'}"
+
+    def clone():
+        run.remote.run(f"mkdir -p {q(cfg.mount_point)} && git clone -q {q(repo)} {q(d)} && "
+                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
+                       what=f"git clone {repo} at {ref}", timeout=1800,
+                       hint="check GONKA_REPO and GONKA_REF, and that the server reaches the git host")
+
+    if not r["origin"].ok:
+        run.steps.run(f"gonka repository at {ref}", cloned, clone)
+        return
+    done, detail = cloned()
+    if done:
+        run.steps.run(f"gonka repository at {ref}", lambda: (True, detail), lambda: None)
+        if r["dirty"].out:
+            run.log.info(f"gonka checkout has local changes (kept): {', '.join(ln[3:] for ln in r['dirty'].out.splitlines())}")
+        return
+    if not run.opt("update_repo"):
+        run.log.warn(f"gonka checkout {d} is {detail}; leaving it as it is (rerun with --update-repo to move it)")
+        return
+
+    def update():
+        run.remote.run(f"git -C {q(d)} fetch -q --tags origin && "
+                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
+                       what=f"move gonka checkout to {ref}", timeout=900,
+                       hint="local changes in tracked files block the checkout; commit or stash them on the server")
+    run.steps.run(f"gonka repository at {ref}", cloned, update)
+
+
+# ------------------------------------------------------------------------- HF tools
+def _python_probe() -> str:
+    """Print the first Python that can import huggingface_hub and tenacity (ours, then the hf CLI's)."""
+    return (
+        f"for py in {PIPX_PYTHON} $(for c in hf huggingface-cli; do p=$(command -v $c) && "
+        "head -1 \"$p\" | sed -n 's/^#!//p' | cut -d' ' -f1; done); do "
+        "[ -x \"$py\" ] && \"$py\" -c 'import huggingface_hub, tenacity' 2>/dev/null && { echo \"$py\"; exit 0; }; "
+        "done; exit 1"
+    )
+
+
+def hf_tools(run) -> str:
+    """pipx + huggingface_hub (the `hf` CLI) + tenacity on the server; returns the Python to run the job."""
+    cfg = run.cfg
+    run.steps.run(f"model cache dir {cfg.hf_home}",
+                  lambda: run.remote.probe(f"test -d {q(cfg.hf_home)}").ok,
+                  lambda: run.remote.run(f"mkdir -p {q(cfg.hf_home)}", what=f"mkdir {cfg.hf_home}"))
+    found: dict[str, str] = {}
+
+    def check():
+        r = run.remote.probe(_python_probe())
+        if r.ok:
+            found["py"] = r.out
+            return True, f"huggingface_hub at {r.out}"
+        return False, "huggingface_hub (hf CLI) not installed"
+
+    index = f"PIP_INDEX_URL={q(cfg['PIP_INDEX_URL'])} " if cfg["PIP_INDEX_URL"] else ""
+    env = f"PIPX_HOME={PIPX_HOME} PIPX_BIN_DIR=/usr/local/bin {index}"
+
+    def install():
+        run.remote.run("command -v pipx >/dev/null || { apt-get update -qq && "
+                       "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pipx; }",
+                       what="install pipx", timeout=900)
+        run.remote.run(f"{env}pipx install --force huggingface_hub >/dev/null && {env}pipx inject huggingface_hub tenacity",
+                       what="pipx install huggingface_hub (hf CLI) + tenacity", timeout=1800,
+                       hint="the server needs a Python package index (PyPI, or PIP_INDEX_URL)")
+    run.steps.run("huggingface_hub on the server", check, install)
+    return found.get("py") or PIPX_PYTHON
+
+
+# ------------------------------------------------------------------------- download job
+def job_script() -> str:
+    return resources.files("gonka_tasks.server_scripts").joinpath(JOB_NAME).read_text()
+
+
+def job_env(run) -> str:
+    """Environment of the job: nothing secret (the token is the hub's own token file)."""
+    cfg = run.cfg
+    env = f"HF_HOME={q(cfg.hf_home)} HF_HUB_DISABLE_PROGRESS_BARS=1 "
+    if cfg["HF_ENDPOINT"]:
+        env += f"HF_ENDPOINT={q(cfg['HF_ENDPOINT'])} "
+    return env
+
+
+def job_installed(run) -> bool:
+    want = hashlib.sha256(job_script().encode()).hexdigest()
+    return run.remote.probe(f"sha256sum {q(job_dir(run) + '/' + JOB_NAME)}").out.startswith(want)
+
+
+def install_job(run) -> None:
+    """The job script and HF token on the server (token 0600, over stdin only)."""
+    cfg = run.cfg
+    script = job_script()
+    path = f"{job_dir(run)}/{JOB_NAME}"
+    want = hashlib.sha256(script.encode()).hexdigest()
+    files = {"job": f"sha256sum {q(path)}"}
+    token = cfg["HF_TOKEN"]
+    if token:
+        files["token"] = f"sha256sum {q(cfg.hf_home + '/token')}"
+    r = run.remote.probe_many(files)
+    if not r["job"].out.startswith(want):
+        run.remote.write_file(path, script, mode=0o644, what="upload the model download job")
+    if token and not r["token"].out.startswith(hashlib.sha256(token.encode()).hexdigest()):
+        run.remote.write_file(f"{cfg.hf_home}/token", token, mode=0o600, what="HF token for the download job")
+
+
+def model_status(run, py: str) -> dict:
+    """Ask the hub (one API call, on the server) whether the cache holds the whole revision."""
+    cfg = run.cfg
+    r = run.remote.probe(f"{job_env(run)}{q(py)} {q(job_dir(run) + '/' + JOB_NAME)} check "
+                         f"--repo {q(cfg['MODEL'])} --revision {q(cfg['MODEL_REVISION'])} --state-dir {q(job_dir(run))}",
+                         what=f"model {cfg['MODEL']} complete in {cfg.hf_home}", timeout=120)
+    try:
+        status = json.loads(r.out.splitlines()[-1]) if r.out else {}
+    except ValueError:
+        status = {}
+    if r.exit_code == 2 or "error" in status or not status:
+        raise DeployError(f"cannot ask the model hub about {cfg['MODEL']}@{cfg['MODEL_REVISION']}: "
+                          f"{status.get('error') or r.stderr.strip() or r.out or 'no answer'}",
+                          "check MODEL / MODEL_REVISION, HF_TOKEN for gated models, HF_ENDPOINT, and the "
+                          "server's internet access")
+    return status
+
+
+def job_running(run) -> bool:
+    d = job_dir(run)
+    r = run.remote.probe(f"p=$(cat {q(d + '/pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
+                         f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q {JOB_NAME}")
+    return r.ok
+
+
+def start_job(run, py: str) -> None:
+    cfg = run.cfg
+    d = job_dir(run)
+    cmd = (f"cd {q(d)} && rm -f state.json && {job_env(run)}setsid nohup {q(py)} {JOB_NAME} download "
+           f"--repo {q(cfg['MODEL'])} --revision {q(cfg['MODEL_REVISION'])} --state-dir {q(d)} "
+           f"</dev/null >>job.log 2>&1 & echo $! > {q(d + '/pid')}")
+    run.remote.run(cmd, what=f"start the model download job ({cfg['MODEL']})")
+
+
+def read_state(run) -> dict:
+    r = run.remote.probe(f"cat {q(job_dir(run) + '/state.json')}")
+    try:
+        return json.loads(r.out) if r.ok and r.out else {}
+    except ValueError:
+        return {}
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def progress_line(state: dict, rate: float) -> str:
+    done, total = state.get("done", 0), state.get("total", 0) or 0
+    pct = f" ({100 * done / total:.0f}%)" if total else ""
+    eta = f", ETA {int((total - done) / rate)} s" if rate > 0 and total else ""
+    return f"model download: {human(done)} / {human(total)}{pct}, {human(rate)}/s{eta}"
+
+
+def ensure_download(run, *, wait: bool) -> None:
+    """Start (or re-attach to) the download job; with `wait`, show progress until complete."""
+    cfg = run.cfg
+    gonka_repo(run)
+    py = hf_tools(run)
+    run.remote.step = "model download"
+    if run.plan:
+        if any(o.result == "planned" for o in run.steps.outcomes) or not job_installed(run):
+            run.log.info(f"PLAN would run: download {cfg['MODEL']}@{cfg['MODEL_REVISION']} into {cfg.hf_home}")
+            return
+    else:
+        install_job(run)
+    status = model_status(run, py)
+
+    def complete():
+        return status["complete"], (f"{status['files']} files, {human(status['total'])}, revision {status['sha'][:12]}"
+                                    if status["complete"] else
+                                    f"{len(status['missing'])} missing, {len(status['bad'])} wrong size")
+
+    def act():
+        if job_running(run):
+            run.log.info("a download job is already running on the server: attaching to it")
+        else:
+            start_job(run, py)
+        if wait:
+            wait_download(run, py)
+        status.update(model_status(run, py) if wait else {"complete": True})
+
+    run.steps.run(f"model {cfg['MODEL']} in {cfg.hf_home}", complete, act, recheck=wait)
+
+
+def wait_download(run, py: str, *, poll_s: float = 2.0, report_s: float = 5.0) -> None:
+    """Follow the job's state.json until complete; a failed job stops with its reason."""
+    last_report = 0.0
+    samples: list[tuple[float, int]] = []
+    while True:
+        state = read_state(run)
+        s = state.get("state")
+        now = time.monotonic()
+        if s == "complete":
+            run.log.ok(f"model download complete: {human(state.get('total', 0))}")
+            return
+        if s == "failed":
+            raise DeployError(f"model download failed: {state.get('error', 'see the job log')}",
+                              f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
+        if not state and not job_running(run):
+            raise DeployError("the model download job is not running and left no state",
+                              f"see {job_dir(run)}/job.log on the server; rerun to start it again")
+        if s == "running" and not job_running(run):
+            raise DeployError("the model download job died", f"see {job_dir(run)}/job.log; rerun to resume")
+        if "done" in state:
+            samples = [(t, b) for t, b in samples if now - t < 15] + [(now, int(state["done"]))]
+            rate = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) if len(samples) > 1 and samples[-1][0] > samples[0][0] else 0.0
+            if now - last_report >= report_s:
+                run.log.info(progress_line(state, rate))
+                last_report = now
+        time.sleep(poll_s)
+
+
+def download_model(run) -> None:
+    """Phase 2."""
+    ensure_download(run, wait=not run.opt("no_wait"))
+
+
+def require_model(run) -> None:
+    """launch needs the weights: wait for a running job, or check the cache."""
+    py = run.remote.probe(_python_probe())
+    require(py.ok, "huggingface_hub is not installed on the server", "run `fab download-model` first")
+    if job_running(run):
+        run.log.info("waiting for the model download to finish before launch")
+        wait_download(run, py.out)
+    status = model_status(run, py.out)
+    require(status["complete"], f"model {run.cfg['MODEL']} is not complete on the server "
+            f"({len(status['missing'])} missing, {len(status['bad'])} wrong size)", "run `fab download-model`")

@@ -1,0 +1,179 @@
+"""Model download job, uploaded by gonka-deploy and run ON THE SERVER with huggingface_hub's Python.
+
+    hf_job.py check    --repo ORG/NAME --revision REV --state-dir DIR
+    hf_job.py download --repo ORG/NAME --revision REV --state-dir DIR
+
+`check` asks the hub for the revision's file list (one API call) and compares it with the HF
+cache (`$HF_HOME/hub/models--ORG--NAME/snapshots/<sha>/`): every file present with the right
+size. It prints one JSON line and exits 0 when complete, 1 when not, 2 when the hub cannot be
+asked.
+
+`download` fetches what is missing into the cache, retrying transient failures with bounded,
+jittered backoff (tenacity); huggingface_hub resumes partial files (`.incomplete` + Range), so
+finished files are never fetched again. It keeps `state.json` in the state dir up to date (state,
+bytes done / total) for the deployer to show progress, and is started detached (setsid, all fds
+redirected) so it survives the SSH connection dropping. The token, if any, is the hub's own
+`$HF_HOME/token` file: nothing secret is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ATTEMPTS = int(os.environ.get("GONKA_DL_ATTEMPTS", "8"))
+MAX_WAIT_S = float(os.environ.get("GONKA_DL_MAX_WAIT_S", "30"))
+
+
+def hub_dir(repo: str) -> Path:
+    home = Path(os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface")))
+    return home / "hub" / ("models--" + repo.replace("/", "--"))
+
+
+def remote_files(repo: str, revision: str) -> tuple[str, dict[str, int]]:
+    """(commit sha, {file name: size}) of the revision, from the hub."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+    files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    return info.sha, files
+
+
+def compare(repo: str, sha: str, files: dict[str, int]) -> dict:
+    """What of the revision is in the cache: present bytes, missing files, files of the wrong size."""
+    snap = hub_dir(repo) / "snapshots" / sha
+    have, missing, bad = 0, [], []
+    for name, size in sorted(files.items()):
+        p = snap / name
+        if not p.exists():
+            missing.append(name)
+        elif p.stat().st_size != size:
+            bad.append(name)
+        else:
+            have += size
+    total = sum(files.values())
+    return {"complete": not missing and not bad, "sha": sha, "total": total, "have": have,
+            "missing": missing, "bad": bad, "files": len(files)}
+
+
+def bytes_on_disk(repo: str, sha: str, files: dict[str, int]) -> int:
+    """Finished files of the snapshot plus the partial blobs being written."""
+    snap = hub_dir(repo) / "snapshots" / sha
+    done = sum(size for name, size in files.items() if (snap / name).exists() and (snap / name).stat().st_size == size)
+    blobs = hub_dir(repo) / "blobs"
+    if blobs.is_dir():
+        done += sum(p.stat().st_size for p in blobs.glob("*.incomplete"))
+    return min(done, sum(files.values()))
+
+
+def write_state(state_dir: Path, **fields) -> None:
+    """state.json, replaced atomically so a reader never sees half of it."""
+    tmp = state_dir / ".state.json.tmp"
+    tmp.write_text(json.dumps({**fields, "updated": time.time()}))
+    os.replace(tmp, state_dir / "state.json")
+
+
+def transient(e: BaseException) -> bool:
+    """Worth another try: 5xx/429 answers, dropped or reset connections, timeouts, short reads."""
+    resp = getattr(e, "response", None)
+    status = getattr(resp, "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status == 429
+    mod = type(e).__module__ or ""
+    return isinstance(e, OSError | TimeoutError | ConnectionError) or mod.startswith(("httpx", "httpcore", "requests", "urllib3"))
+
+
+def drop_bad(repo: str, sha: str, name: str) -> None:
+    """Remove a snapshot entry of the wrong size (and its blob) so it is fetched again."""
+    p = hub_dir(repo) / "snapshots" / sha / name
+    target = p.resolve() if p.is_symlink() else None
+    p.unlink(missing_ok=True)
+    if target and target.exists() and hub_dir(repo) in target.parents:
+        target.unlink()
+
+
+def download(args) -> int:
+    from huggingface_hub import hf_hub_download
+    from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    base = {"pid": os.getpid(), "repo": args.repo, "revision": args.revision}
+    write_state(state_dir, state="starting", **base)
+
+    @retry(retry=retry_if_exception(transient), stop=stop_after_attempt(ATTEMPTS),
+           wait=wait_exponential_jitter(initial=0.5, max=MAX_WAIT_S), reraise=True,
+           before_sleep=lambda rs: print(f"retry {rs.attempt_number}/{ATTEMPTS} after: {rs.outcome.exception()!r}",
+                                         flush=True))
+    def with_retry(fn, *a, **kw):
+        return fn(*a, **kw)
+
+    try:
+        sha, files = with_retry(remote_files, args.repo, args.revision)
+    except Exception as e:
+        write_state(state_dir, state="failed", error=f"cannot list the model's files: {e}", **base)
+        print(f"failed: {e!r}", flush=True)
+        return 1
+    total = sum(files.values())
+    stop = threading.Event()
+
+    def progress() -> None:
+        while not stop.wait(1.0):
+            write_state(state_dir, state="running", sha=sha, total=total,
+                        done=bytes_on_disk(args.repo, sha, files), **base)
+
+    t = threading.Thread(target=progress, daemon=True)
+    write_state(state_dir, state="running", sha=sha, total=total, done=0, **base)
+    t.start()
+    try:
+        status = compare(args.repo, sha, files)
+        for name in status["bad"]:
+            print(f"wrong size in cache, fetching again: {name}", flush=True)
+            drop_bad(args.repo, sha, name)
+        for name in status["missing"] + status["bad"]:
+            print(f"fetching {name} ({files[name]} bytes)", flush=True)
+            with_retry(hf_hub_download, args.repo, name, revision=sha)
+        final = compare(args.repo, sha, files)
+        if not final["complete"]:
+            raise RuntimeError(f"incomplete after download: missing {final['missing']}, wrong size {final['bad']}")
+    except Exception as e:
+        stop.set()
+        write_state(state_dir, state="failed", sha=sha, total=total, done=bytes_on_disk(args.repo, sha, files),
+                    error=f"{type(e).__name__}: {e}"[:500], **base)
+        print(f"failed: {e!r}", flush=True)
+        return 1
+    stop.set()
+    t.join()
+    write_state(state_dir, state="complete", sha=sha, total=total, done=total, **base)
+    print(f"complete: {len(files)} files, {total} bytes, revision {sha}", flush=True)
+    return 0
+
+
+def check(args) -> int:
+    try:
+        sha, files = remote_files(args.repo, args.revision)
+    except Exception as e:
+        print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500]}))
+        return 2
+    status = compare(args.repo, sha, files)
+    print(json.dumps(status))
+    return 0 if status["complete"] else 1
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=["check", "download"])
+    p.add_argument("--repo", required=True)
+    p.add_argument("--revision", default="main")
+    p.add_argument("--state-dir", required=True)
+    args = p.parse_args(argv)
+    return check(args) if args.mode == "check" else download(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
