@@ -44,9 +44,7 @@ def pubkey_bytes(b64: str) -> bytes:
         raise ValueError("account public key is empty")
     if text.startswith("{"):
         # `inferenced keys show` prints the JSON form; people paste it by mistake.
-        raise ValueError(
-            "account public key looks like JSON; pass only the base64 value of its \"key\" field"
-        )
+        raise ValueError('account public key looks like JSON; pass only the base64 value of its "key" field')
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -268,4 +266,3 @@ def decode_address(address: str, hrp: str | None = DEFAULT_HRP) -> bytes:
     if len(raw) != 20:
         raise Bech32Error(f"address decodes to {len(raw)} bytes, expected 20")
     return raw
-

@@ -82,6 +82,8 @@ class Run:
     steps: Steps = None  # type: ignore[assignment]
     started: float = field(default_factory=time.monotonic)
     last_error: str = ""
+    verification: dict | None = None
+    status_rows: list | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None:

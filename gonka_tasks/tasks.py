@@ -185,19 +185,24 @@ def verify(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
 @node_task(parallel="query this many nodes at the same time")
 def status(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
     """Read-only: a table of the phases (from live probes), containers, height, disk, model, keys."""
-    from .errors import NotImplementedPhase
-
-    def work(run: Run) -> None:
-        raise NotImplementedPhase("status")
-    run_task(c, node, nodes, work, {"yes": True, "accept_new_host_key": accept_new_host_key,
+    from .phases.status import status as show  # noqa: PLC0415
+    run_task(c, node, nodes, show, {"yes": True, "accept_new_host_key": accept_new_host_key,
                                     "parallel": parallel}, ask=False)
+
+
+@node_task()
+def backup_keys(c, node=None, nodes=None, plan=False, accept_new_host_key=False):
+    """Copy .tmkms/, the warm keyring and node_key.json into nodes/<KEY_NAME>/backup/<time>/ (checksummed)."""
+    from .phases.backup import backup_keys as backup  # noqa: PLC0415
+    run_task(c, node, nodes, backup, {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key},
+             ask=False)
 
 
 def build_namespace() -> Collection:
     """The collection `fab` shows: every task of the mission."""
     ns = Collection()
     for t in (deploy, validate, prepare_server, download_model, configure, start_base, configure_chain,
-              launch, verify, status):
+              launch, verify, status, backup_keys):
         ns.add_task(t)
     try:
         from .sandbox.demo import demo  # noqa: PLC0415 - the demo is optional (needs the sandbox package)

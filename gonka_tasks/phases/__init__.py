@@ -42,7 +42,7 @@ PHASES: list[Phase] = [
     Phase(4, "start-base", "tmkms + node, warm key, registration", _lazy("services", "start_base")),
     Phase(5, "configure-chain", "persistent peers and pruning", _lazy("chain", "configure_chain")),
     Phase(6, "launch", "all services with the ML node", _lazy("launch", "launch")),
-    Phase(7, "verify", "checks of the running host", _not_built("verify")),
+    Phase(7, "verify", "checks of the running host", _lazy("verify", "verify")),
 ]
 
 
@@ -56,9 +56,13 @@ def phase_named(name: str) -> Phase:
 
 
 def deploy(run) -> None:
-    """Phases in order, honouring --from/--only. The model download is pipelined: started in the
-    background right after phase 2's checkout, waited for only before launch (unless --no-pipeline)."""
-    from . import model  # noqa: PLC0415
+    """Phases in order, honouring --from/--only, then the final report.
+
+    The model download is pipelined: the job starts in the background right after phase 2's
+    checkout and tools, and is waited for only before launch (unless --no-pipeline). The keys
+    are backed up right after phase 4 creates them.
+    """
+    from . import backup, model  # noqa: PLC0415
 
     selected = PHASES
     if run.opt("only"):
@@ -67,11 +71,35 @@ def deploy(run) -> None:
         start = phase_named(run.opt("from_")).number
         selected = [p for p in selected if p.number >= start]
     pipelined = not run.opt("no_pipeline") and len(selected) > 1
-    for p in selected:
-        run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
-        if p.name == "download-model" and pipelined:
-            model.ensure_download(run, wait=False)
-            continue
-        p.run(run)
-    if not run.plan:
-        run.log.ok("deploy finished" + ("" if any(p.name == "verify" for p in selected) else " (verify not run)"))
+    current = None
+    try:
+        for p in selected:
+            current = p
+            run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
+            if p.name == "download-model" and pipelined:
+                model.ensure_download(run, wait=False)
+                continue
+            p.run(run)
+            if p.name == "start-base" and not run.plan:
+                run.log.info("backing up the keys now that they exist (fab backup-keys)")
+                backup.backup_keys(run)
+    except DeployError as e:
+        if not run.plan and current is not None:
+            write_report(run, failed=f"phase {current.number} ({current.name}): {e.message}")
+        raise
+    if not run.plan and len(selected) > 1:
+        write_report(run, failed=None)
+
+
+def write_report(run, *, failed: str | None) -> None:
+    """Print the final report and save it as nodes/<KEY_NAME>/report.txt."""
+    from ..artefacts import read_artefact, write_artefact  # noqa: PLC0415
+    from ..report import report_text  # noqa: PLC0415
+
+    cfg = run.cfg
+    addr = (read_artefact(cfg.artefacts, "warm_address.txt") or "").strip() or None
+    files = sorted({p.name for p in cfg.artefacts.iterdir() if p.is_file()} | {"report.txt"}) if cfg.artefacts.exists() else []
+    text = report_text(cfg, failed=failed, log_path=str(run.log.path), warm_address=addr, files=files,
+                       verification=getattr(run, "verification", None))
+    write_artefact(cfg.artefacts, "report.txt", text)
+    (run.log.error if failed else run.log.ok)("final report (also in " + str(cfg.artefacts / "report.txt") + "):\n" + text)

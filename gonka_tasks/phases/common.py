@@ -32,6 +32,17 @@ def api_shell(run, script: str) -> str:
     return compose(run, f"run --rm --no-deps -T api sh -c {q(script)}")
 
 
+def expected_services(run, files: tuple[str, ...] = COMPOSE_ALL) -> list[str]:
+    """Services of the compose files that run by default, in file order (FactError if unreadable)."""
+    from .. import facts  # noqa: PLC0415
+
+    services: list[str] = []
+    for name in files:
+        text = run.remote.read_file(f"{run.cfg.join_dir}/{name}") or ""
+        services += [s for s in facts.compose_services(text) if s not in services]
+    return services
+
+
 def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float,
                interval_s: float = 2.0, report_every_s: float = 10.0,
                hint: str = "check the container logs (`docker compose logs`) and rerun") -> str:

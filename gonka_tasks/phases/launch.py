@@ -12,7 +12,7 @@ import time
 from .. import facts, render
 from ..errors import DeployError
 from ..ports import bind_internal_ports, exposed_mappings
-from .common import COMPOSE_ALL, compose, q, require, wait_until
+from .common import COMPOSE_ALL, compose, expected_services, q, require, wait_until
 from .model import require_model
 from .services import require_config_env, running_services
 
@@ -53,14 +53,6 @@ def bind_ports(run) -> None:
 def launch_hash_cmd(run) -> str:
     files = " ".join(["config.env", "node-config.json", *COMPOSE_ALL])
     return f"cd {q(run.cfg.join_dir)} && cat {files} | sha256sum | cut -d' ' -f1"
-
-
-def expected_services(run) -> list[str]:
-    services: list[str] = []
-    for name in COMPOSE_ALL:
-        text = run.remote.read_file(f"{run.cfg.join_dir}/{name}") or ""
-        services += [s for s in facts.compose_services(text) if s not in services]
-    return services
 
 
 def launch(run) -> None:

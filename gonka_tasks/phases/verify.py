@@ -1,0 +1,278 @@
+"""Phase 7, verification: PASS / WARN / FAIL checks of the running host, each with a one-line detail.
+
+Checks whose answer may still be coming (registration, RPC, HTTP) are retried with bounded
+backoff. Results go to `nodes/<KEY_NAME>/verification.txt` (the console lines, timestamped) and
+`verification.json`; any FAIL ends the task with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from .. import facts
+from ..artefacts import write_artefact
+from ..errors import DeployError
+from ..httpclient import HttpError, request
+from .common import COMPOSE_ALL, compose, expected_services, q
+from .services import RPC_STATUS, participant_url
+
+EXPOSURE_PORTS = (5050, 8080, 9100, 9200, 26657)
+LOG_TAIL = 200
+ERROR_PATTERNS = [
+    ("panic", re.compile(r"\bpanic\b|\bpanicked\b", re.I)),
+    ("error", re.compile(r"\bERROR\b|\blevel=error\b|\bERR\b")),
+    ("CUDA error", re.compile(r"CUDA error|cuda.*(failed|error)|no CUDA-capable device", re.I)),
+    ("out of memory", re.compile(r"out of memory|OutOfMemory|OOM", re.I)),
+]
+REFUSED = re.compile(r"connection refused", re.I)
+REFUSED_STORM = 10
+
+
+@dataclass
+class Check:
+    name: str
+    result: str  # PASS | WARN | FAIL
+    detail: str
+
+
+def retrying(fn: Callable[[], Check], *, attempts: int = 3, wait_s: float = 2.0) -> Check:
+    """Re-run a check that may still be coming up; the last answer counts."""
+    c = fn()
+    for i in range(1, attempts):
+        if c.result == "PASS":
+            break
+        time.sleep(wait_s * i)
+        c = fn()
+    return c
+
+
+def mlnode_service(services: list[str]) -> str | None:
+    return next((s for s in services if s.startswith("mlnode")), None)
+
+
+# ---------------------------------------------------------------------------- checks
+def check_registered(run) -> Check:
+    try:
+        r = request(participant_url(run), attempts=3, what="participant lookup")
+    except HttpError as e:
+        return Check("registration", "FAIL", f"seed unreachable: {e.message}")
+    if r.status == 200:
+        data = r.json() or {}
+        bal = f", balance {data.get('balance')}" if isinstance(data, dict) and "balance" in data else ""
+        return Check("registration", "PASS", f"{run.cfg.cold_address} listed at the seed{bal}")
+    return Check("registration", "FAIL", f"{run.cfg.cold_address} not listed at the seed (HTTP {r.status})")
+
+
+def seed_height(run) -> int | None:
+    try:
+        r = request(f"{run.cfg.seed_api_url}/chain-rpc/status", attempts=2, what="seed chain status")
+        return facts.parse_rpc_status(r.text).height if r.status == 200 else None
+    except (HttpError, facts.FactError):
+        return None
+
+
+def check_rpc(run) -> Check:
+    r = run.remote.probe(RPC_STATUS)
+    if not r.ok:
+        return Check("node RPC", "FAIL", "no answer from the node's RPC (docker exec node ... :26657/status)")
+    try:
+        s = facts.parse_rpc_status(r.stdout)
+    except facts.FactError as e:
+        return Check("node RPC", "FAIL", str(e))
+    detail = f"chain {s.network or '?'}, height {s.height}"
+    if not s.validator_pubkey:
+        return Check("node RPC", "FAIL", detail + ", no validator key (tmkms not connected)")
+    if s.catching_up:
+        top = seed_height(run)
+        gap = f", {top - s.height} blocks behind the seed ({top})" if top else ""
+        return Check("node RPC", "WARN", detail + f", catching up{gap}")
+    return Check("node RPC", "PASS", detail + ", in sync")
+
+
+def check_http(run, path: str, name: str) -> Check:
+    host = run.cfg.server_ip
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{run.cfg.api_port}{path}"
+    try:
+        r = request(url, attempts=2, timeout=5, what=name)
+    except HttpError as e:
+        return Check(name, "FAIL", f"{url}: {e.message.split(': ', 1)[-1]}")
+    if r.status == 200:
+        return Check(name, "PASS", f"{url} HTTP 200")
+    return Check(name, "FAIL", f"{url} HTTP {r.status}")
+
+
+def check_admin(run, mlnode_id: str) -> list[Check]:
+    r = run.remote.probe_many({
+        "nodes": "curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/nodes || wget -qO- -T 5 http://127.0.0.1:9200/admin/v1/nodes",
+        "report": "curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/setup/report || "
+                  "wget -qO- -T 5 http://127.0.0.1:9200/admin/v1/setup/report",
+    })
+    out = []
+    if not r["nodes"].ok:
+        out.append(Check("admin API nodes", "FAIL", "http://127.0.0.1:9200/admin/v1/nodes does not answer"))
+    else:
+        text = r["nodes"].stdout
+        found = f'"{mlnode_id}"' in text
+        out.append(Check("admin API nodes", "PASS" if found else "FAIL",
+                         f"ML node {mlnode_id} {'listed' if found else 'NOT listed'}"))
+    if r["report"].ok:
+        try:
+            rep = json.loads(r["report"].stdout)
+            checks = rep.get("checks", []) if isinstance(rep, dict) else []
+            failing = [c.get("name", "?") for c in checks if isinstance(c, dict) and c.get("status") == "FAIL"]
+            overall = rep.get("overall_status", "?") if isinstance(rep, dict) else "?"
+            out.append(Check("setup report", "PASS" if not failing else "WARN",
+                             f"overall {overall}, {len(checks)} checks" + (f", failing: {', '.join(failing)}" if failing else "")))
+        except ValueError:
+            out.append(Check("setup report", "WARN", "not JSON"))
+    return out
+
+
+def check_gpu(run, svc: str | None) -> list[Check]:
+    if not svc:
+        return [Check("CUDA", "FAIL", "no ML node service in docker-compose.mlnode.yml"),
+                Check("PyTorch CUDA", "FAIL", "no ML node service")]
+    r = run.remote.probe_many({
+        "smi": compose(run, f"exec -T {svc} nvidia-smi --query-gpu=name,memory.total --format=csv,noheader", COMPOSE_ALL),
+        "torch": compose(run, f"exec -T {svc} sh -c {q('python3 -c ' + q('import torch; print(torch.cuda.is_available())'))}",
+                         COMPOSE_ALL),
+    })
+    smi = r["smi"]
+    if smi.ok and smi.out:
+        gpus = [ln.strip() for ln in smi.out.splitlines() if ln.strip()]
+        cuda = Check("CUDA", "PASS", f"{len(gpus)} GPU(s): {'; '.join(gpus)}")
+    else:
+        cuda = Check("CUDA", "FAIL", f"nvidia-smi failed in {svc}: {(smi.out.splitlines() or ['no output'])[-1][:120]}")
+    torch_out = r["torch"].out.splitlines()[-1:] or [""]
+    ok = r["torch"].ok and torch_out[0].strip() == "True"
+    torch = Check("PyTorch CUDA", "PASS" if ok else "FAIL",
+                  "torch.cuda.is_available() is True" if ok else f"torch.cuda.is_available(): {torch_out[0][:120] or 'no answer'}")
+    return [cuda, torch]
+
+
+def check_containers(run, services: list[str]) -> tuple[Check, list[facts.Container]]:
+    r = run.remote.probe(compose(run, "ps -a --format json", COMPOSE_ALL))
+    try:
+        ps = facts.parse_compose_ps(r.stdout) if r.ok else []
+    except facts.FactError as e:
+        return Check("containers", "FAIL", str(e)), []
+    by_service = {c.service: c for c in ps}
+    down = [f"{s} ({by_service[s].state}, exit {by_service[s].exit_code})" if s in by_service else f"{s} (absent)"
+            for s in services if not (s in by_service and by_service[s].running)]
+    names = " ".join(q(c.name) for c in ps if c.name)
+    restarts = {}
+    if names:
+        ins = run.remote.probe(f"docker inspect {names}")
+        try:
+            for item in json.loads(ins.stdout) if ins.ok else []:
+                if isinstance(item, dict) and item.get("RestartCount"):
+                    restarts[str(item.get("Name", "")).lstrip("/")] = item["RestartCount"]
+        except ValueError:
+            pass
+    rs = f"; restarts: {', '.join(f'{k} {v}' for k, v in restarts.items())}" if restarts else ", no restarts"
+    if down:
+        return Check("containers", "FAIL", f"not running: {', '.join(down)}{rs}"), ps
+    return Check("containers", "WARN" if restarts else "PASS", f"{len(services)} services running{rs}"), ps
+
+
+def scan_logs(text: str, redact: Callable[[str], str]) -> list[str]:
+    """Lines that look like trouble, quoted (secrets masked); a storm of 'connection refused' counts once."""
+    hits: list[str] = []
+    refused = 0
+    for line in text.splitlines():
+        if REFUSED.search(line):
+            refused += 1
+            continue
+        for label, pat in ERROR_PATTERNS:
+            if pat.search(line):
+                hits.append(f"{label}: {redact(line.strip())[:160]!r}")
+                break
+    if refused >= REFUSED_STORM:
+        hits.append(f"connection refused storm: {refused} lines")
+    return hits
+
+
+def check_logs(run) -> Check:
+    r = run.remote.probe(compose(run, f"logs --tail {LOG_TAIL} --no-color", COMPOSE_ALL), log_output=False)
+    hits = scan_logs(r.stdout + r.stderr, run.log.redact)
+    if not hits:
+        return Check("logs", "PASS", f"no error patterns in the last {LOG_TAIL} lines of each container")
+    more = f" (+{len(hits) - 3} more)" if len(hits) > 3 else ""
+    return Check("logs", "WARN", "; ".join(hits[:3]) + more)
+
+
+def listening(ss_out: str) -> dict[int, list[str]]:
+    """`ss -Hltn` -> {port: [local addresses]}."""
+    out: dict[int, list[str]] = {}
+    for line in ss_out.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        addr, _, port = parts[3].rpartition(":")
+        if port.isdigit():
+            out.setdefault(int(port), []).append(addr.strip("[]"))
+    return out
+
+
+def check_exposure(run) -> list[Check]:
+    r = run.remote.probe("ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null | tail -n +3")
+    ports = listening(r.stdout)
+    out = []
+    for p in EXPOSURE_PORTS:
+        addrs = [a for a in ports.get(p, []) if not (a.startswith("127.") or a in ("::1", "localhost"))]
+        if addrs:
+            out.append(Check(f"port {p}", "WARN", f"listens on {', '.join(addrs)}: reachable from outside unless "
+                                                  "a firewall in front blocks it (Docker bypasses UFW)"))
+    if not out:
+        out.append(Check("exposure", "PASS", f"ports {', '.join(map(str, EXPOSURE_PORTS))} not on public interfaces"))
+    return out
+
+
+# ---------------------------------------------------------------------------- driver
+def run_checks(run) -> list[Check]:
+    cfg = run.cfg
+    try:
+        services = expected_services(run)
+    except facts.FactError as e:
+        services = []
+        run.log.warn(f"cannot read the compose files: {e}")
+    checks = [retrying(lambda: check_registered(run)), retrying(lambda: check_rpc(run))]
+    checks.append(retrying(lambda: check_http(run, "/", "dashboard")))
+    checks.append(retrying(lambda: check_http(run, "/health", "proxy health")))
+    checks += check_admin(run, cfg["ML_NODE_ID"])
+    checks += check_gpu(run, mlnode_service(services))
+    containers, _ = check_containers(run, services)
+    checks.append(containers)
+    checks.append(check_logs(run))
+    checks += check_exposure(run)
+    return checks
+
+
+def verify(run) -> None:
+    """Phase 7: every check, written to verification.txt/.json; any FAIL stops with exit 1."""
+    cfg = run.cfg
+    t0 = time.monotonic()
+    checks = run_checks(run)
+    took = time.monotonic() - t0
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    lines = []
+    for c in checks:
+        line = f"{c.result:4} {c.name}: {c.detail}"
+        lines.append(f"[{stamp}] {line}")
+        {"PASS": run.log.ok, "WARN": run.log.warn, "FAIL": run.log.error}[c.result](f"verify {line}")
+    counts = {k: sum(1 for c in checks if c.result == k) for k in ("PASS", "WARN", "FAIL")}
+    summary = f"verification: {counts['PASS']} PASS, {counts['WARN']} WARN, {counts['FAIL']} FAIL in {took:.1f} s"
+    lines.append(f"[{stamp}] {summary}")
+    write_artefact(cfg.artefacts, "verification.txt", run.log.redact("\n".join(lines) + "\n"))
+    write_artefact(cfg.artefacts, "verification.json", run.log.redact(json.dumps({
+        "node": cfg.key_name, "server": cfg.server_ip, "time": stamp, "seconds": round(took, 2),
+        "counts": counts, "checks": [asdict(c) for c in checks]}, indent=2) + "\n"))
+    run.verification = counts
+    if counts["FAIL"]:
+        raise DeployError(f"{summary}; see {cfg.artefacts}/verification.txt")
+    run.log.ok(summary)

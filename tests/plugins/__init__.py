@@ -1,0 +1,1 @@
+"""pytest plugins of gonka-deploy (registered in tests/conftest.py)."""
