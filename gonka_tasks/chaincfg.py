@@ -24,7 +24,7 @@ def _parse(text: str, name: str):
 def persistent_peers(text: str) -> str:
     doc = _parse(text, "config.toml")
     p2p = doc.get("p2p")
-    if p2p is None or "persistent_peers" not in p2p:
+    if not isinstance(p2p, dict) or "persistent_peers" not in p2p:  # absent, or `p2p = 5`, or [[p2p]]
         raise ChainConfigError("config.toml: no [p2p] persistent_peers (not a CometBFT config?)")
     return str(p2p["persistent_peers"])
 

@@ -236,7 +236,10 @@ def parse_model_args(text: str) -> list[str]:
     if not text:
         return []
     if text.startswith("["):
-        value = json.loads(text)
+        try:
+            value = json.loads(text)
+        except RecursionError:  # "[[[[..." deeper than the JSON decoder goes
+            raise ValueError("JSON nested too deeply") from None
         if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
             raise ValueError("must be a JSON list of strings")
         return value
@@ -273,7 +276,8 @@ def check_host(v: str) -> str | None:
 
 
 def check_port(v: str) -> str | None:
-    if not v.isdigit() or not 1 <= int(v) <= 65535:
+    # ASCII digits only: str.isdigit() accepts '²', which int() then rejects.
+    if not re.fullmatch(r"[0-9]{1,5}", v) or not 1 <= int(v) <= 65535:
         return "must be a port number 1-65535"
     return None
 
@@ -344,9 +348,21 @@ def _check_bool(v: str) -> str | None:
 
 
 def _check_int(v: str, lo: int, hi: int) -> str | None:
-    if not re.fullmatch(r"\d+", v) or not lo <= int(v) <= hi:
+    # ASCII digits and a length cap: int() refuses strings of more than 4300 digits.
+    if not re.fullmatch(r"[0-9]{1,20}", v) or not lo <= int(v) <= hi:
         return f"must be a whole number {lo}-{hi}"
     return None
+
+
+_SECRET_LINE = re.compile(r"^\s*(?:export\s+)?['\"]?(" + "|".join(sorted(SECRET_KEYS)) + ")")
+
+
+def _echo(text: str) -> str:
+    """A piece of the file for a message: at most 60 characters on one line, a secret's value hidden."""
+    m = _SECRET_LINE.match(text)
+    if m:  # a mistyped `KEYRING_PASSWORD=...` line still holds the password
+        return f"{m.group(1)}***"
+    return text[:60].encode("unicode_escape").decode("ascii")
 
 
 def _show(key: str, value: str) -> str:
@@ -377,10 +393,14 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None) -> list[st
               "PORT", "INFERENCE_PORT"):
         bad(k, check_port(v(k, "")))
     if v("SSH_KEY"):
-        key_path = Path(v("SSH_KEY")).expanduser()
-        if base_dir and not key_path.is_absolute():
-            key_path = base_dir / key_path
-        if not key_path.is_file():
+        try:
+            key_path = Path(v("SSH_KEY")).expanduser()
+            if base_dir and not key_path.is_absolute():
+                key_path = base_dir / key_path
+            found = key_path.is_file()
+        except (RuntimeError, OSError, ValueError):  # ~unknown-user, a name too long for the file system
+            found = False
+        if not found:
             bad("SSH_KEY", "private key file not found")
     if v("KEY_NAME") and not _KEY_NAME.match(v("KEY_NAME")):
         bad("KEY_NAME", "use letters, digits, '.', '_' or '-' (max 63), starting with a letter or digit")
@@ -485,6 +505,8 @@ def parse_text(text: str, source: str = "node config") -> tuple[dict[str, str], 
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             first = binding.original.string.strip().splitlines()[0][:60] if binding.original.string.strip() else ""
+            if _SECRET_LINE.match(first):
+                first = _echo(first)
             problems.append(f"line {binding.original.line}: cannot parse, expected KEY=value (got '{first}')")
     raw = dotenv_values(stream=io.StringIO(text), interpolate=False)
     values: dict[str, str] = {}
@@ -492,7 +514,7 @@ def parse_text(text: str, source: str = "node config") -> tuple[dict[str, str], 
         if key is None:
             continue
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            problems.append(f"{key[:40]}: not a valid key name (use A-Z, 0-9 and _)")
+            problems.append(f"{_echo(key[:40])}: not a valid key name (use A-Z, 0-9 and _)")
             continue
         if key not in KNOWN_KEYS:
             close = difflib.get_close_matches(key.upper(), sorted(KNOWN_KEYS), n=1)

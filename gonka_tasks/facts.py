@@ -56,7 +56,10 @@ def parse_lsblk(text: str) -> list[BlockDevice]:
             mountpoints=[m for m in mps if isinstance(m, str) and m],
             children=[dev(c) for c in kids],
         )
-    return [dev(d) for d in data["blockdevices"]]
+    try:
+        return [dev(d) for d in data["blockdevices"]]
+    except RecursionError:  # a real disk has a handful of levels, not hundreds
+        raise FactError("lsblk: devices nested too deeply") from None
 
 
 def parse_blkid_export(text: str) -> dict[str, str]:
@@ -236,11 +239,13 @@ def compose_services(yaml_text: str) -> list[str]:
 
     try:
         data = yaml.safe_load(yaml_text)
-    except yaml.YAMLError as e:
+    # Besides YAMLError, constructing scalars raises ValueError (`2001-02-30`, a 5000-digit int) and
+    # deep nesting RecursionError.
+    except (yaml.YAMLError, ValueError, RecursionError) as e:
         raise FactError(f"compose file: not YAML ({e.__class__.__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise FactError("compose file: no services")
-    return [name for name, svc in data["services"].items()
+    return [str(name) for name, svc in data["services"].items()
             if not (isinstance(svc, dict) and svc.get("profiles"))]
 
 
@@ -291,7 +296,7 @@ def parse_keys_add(text: str) -> NewKey:
     """Output of `inferenced keys add` (YAML record + mnemonic, on whichever streams) -> address, mnemonic."""
     addr = None
     for line in text.splitlines():
-        m = re.match(r"^\s*-?\s*address:\s*(\S+)\s*$", line)
+        m = re.match(r"^\s*(?:-\s*)?address:\s*(\S+)\s*$", line)  # not \s*-?\s*: quadratic on blank lines
         if m and _ADDRESS.fullmatch(m.group(1)):
             addr = m.group(1)
             break

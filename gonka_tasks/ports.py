@@ -20,13 +20,10 @@ _MAPPING = re.compile(
 
 def host_port(host: str, env: dict[str, str]) -> int | None:
     """The host port of a mapping, resolving ${VAR}, ${VAR:-default}, ${VAR-default} from env."""
-    if host.isdigit():
-        return int(host)
     m = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-(\d+))?\}", host)
-    if not m:
-        return None
-    value = env.get(m.group(1)) or m.group(2)
-    return int(value) if value and value.isdigit() else None
+    value = (env.get(m.group(1)) or m.group(2)) if m else host
+    # ASCII digits, length capped: int() rejects '²' (which isdigit() accepts) and 4300+ digit strings.
+    return int(value) if value and re.fullmatch(r"[0-9]{1,10}", value) else None
 
 
 def bind_internal_ports(text: str, ports: set[int], address: str, env: dict[str, str]) -> str:

@@ -169,13 +169,17 @@ class Remote:
 
     # ------------------------------------------------------------------- batching
     def probe_many(self, probes: dict[str, str], *, what: str = "") -> dict[str, Result]:
-        """Run several read-only probes in ONE round trip; each gets its own exit code and output."""
+        """Run several read-only probes in ONE round trip; each gets its own exit code and stdout.
+
+        stderr is dropped so that a missing file reads as empty output; a probe that wants its
+        errors says `2>&1` itself.
+        """
         marker = f"__GD_{int(time.time() * 1000)}__"
         parts = []
         for name, cmd in probes.items():
             parts.append(
                 f"printf '%s\\n' {shlex.quote(marker + ' BEGIN ' + name)}; "
-                f"( {cmd} ) 2>&1; "
+                f"( {cmd} ) 2>/dev/null; "
                 f"printf '\\n%s %s\\n' {shlex.quote(marker + ' END ' + name)} \"$?\""
             )
         r = self.probe("\n".join(parts), what=what)

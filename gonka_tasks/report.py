@@ -11,9 +11,12 @@ FILE_NOTES = {
     "warm_address.txt": "the warm key's address (used in the grant command)",
     "registration.txt": "output of register-new-participant",
     "volume.txt": "UUID of the data disk's filesystem (how the disk is recognised as ours)",
-    "verification.txt": "results of the last verify (verification.json: the same, machine-readable)",
+    "verification.txt": "results of the last verify, as on the console",
+    "verification.json": "the same results, machine-readable",
+    "backup": "key backups made by backup-keys (dirs 0700, files 0600)",
     "known_hosts": "the server's pinned SSH host key",
     "report.txt": "this report",
+    "last_run.json": "steps and remote commands of the last run (machine-readable)",
 }
 
 

@@ -8,6 +8,7 @@ unexpected exception is reported the same way, its traceback going to the log fi
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import threading
 import time
@@ -84,6 +85,7 @@ class Run:
     last_error: str = ""
     verification: dict | None = None
     status_rows: list | None = None
+    model_ready: bool = False  # the model was found complete earlier in this run
 
     def __post_init__(self) -> None:
         if self.steps is None:
@@ -218,5 +220,24 @@ def guarded(run: Run, work: Callable[[Run], Any]) -> int:
         run.log.file_only(traceback.format_exc())
         return 1
     finally:
-        run.log.info(f"log: {run.log.path}")
+        record_run(run)
         run.close()
+
+
+def record_run(run: Run) -> None:
+    """nodes/<KEY_NAME>/last_run.json: the steps and every remote command of this run (no secrets)."""
+    from .artefacts import write_artefact  # noqa: PLC0415
+
+    cmds = run._remote.commands if run._remote else []
+    seconds = time.monotonic() - run.started
+    run.log.info(f"{len(cmds)} remote command(s), {sum(1 for c in cmds if c.kind == 'run')} changing; "
+                 f"{seconds:.1f} s; log: {run.log.path}")
+    data = {
+        "node": run.cfg.key_name, "log": str(run.log.path), "seconds": round(seconds, 3),
+        "ok": not run.last_error, "error": run.log.redact(run.last_error),
+        "steps": [{"name": o.name, "result": o.result, "detail": run.log.redact(o.detail)} for o in run.steps.outcomes],
+        "commands": [{"kind": c.kind, "what": c.what, "command": c.command, "exit_code": c.exit_code,
+                      "seconds": round(c.seconds, 3)} for c in cmds],
+    }
+    with contextlib.suppress(OSError):
+        write_artefact(run.cfg.artefacts, "last_run.json", json.dumps(data, indent=1) + "\n")

@@ -37,8 +37,12 @@ class Steps:
         return [o.name for o in self.outcomes if o.result == "done"]
 
     def run(self, name: str, check: Callable[[], CheckResult], action: Callable[[], object],
-            *, recheck: bool = True) -> str:
-        """CHECK `name`; SKIP when done, else EXEC the action (never in plan mode) and re-check."""
+            *, recheck: bool = True, refresh: Callable[[], object] | None = None) -> str:
+        """CHECK `name`; SKIP when done, else EXEC the action (never in plan mode) and re-check.
+
+        `refresh` is called after the action and before the re-check: it drops facts gathered before
+        the action (a phase's batched probe) so the re-check asks the server again.
+        """
         if self.on_step:
             self.on_step(name)
         self.log.check(name)
@@ -53,6 +57,8 @@ class Steps:
             return "planned"
         self.log.exec(name)
         action()
+        if refresh:
+            refresh()
         if recheck:
             done, detail = _as_pair(check())
             if not done:

@@ -81,8 +81,7 @@ def deploy(run) -> None:
                 continue
             p.run(run)
             if p.name == "start-base" and not run.plan:
-                run.log.info("backing up the keys now that they exist (fab backup-keys)")
-                backup.backup_keys(run)
+                backup.ensure_backup(run)
     except DeployError as e:
         if not run.plan and current is not None:
             write_report(run, failed=f"phase {current.number} ({current.name}): {e.message}")
@@ -98,8 +97,8 @@ def write_report(run, *, failed: str | None) -> None:
 
     cfg = run.cfg
     addr = (read_artefact(cfg.artefacts, "warm_address.txt") or "").strip() or None
-    files = sorted({p.name for p in cfg.artefacts.iterdir() if p.is_file()} | {"report.txt"}) if cfg.artefacts.exists() else []
+    files = sorted({p.name for p in cfg.artefacts.iterdir()} | {"report.txt"}) if cfg.artefacts.exists() else []
     text = report_text(cfg, failed=failed, log_path=str(run.log.path), warm_address=addr, files=files,
                        verification=getattr(run, "verification", None))
     write_artefact(cfg.artefacts, "report.txt", text)
-    (run.log.error if failed else run.log.ok)("final report (also in " + str(cfg.artefacts / "report.txt") + "):\n" + text)
+    (run.log.info if failed else run.log.ok)("final report (also in " + str(cfg.artefacts / "report.txt") + "):\n" + text)

@@ -33,12 +33,30 @@ def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
     return out
 
 
-def backup_keys(run) -> Path | None:
+def server_sums(run) -> dict[str, str]:
+    """{relative path: sha256} of the key material on the server (one round trip)."""
+    cmd = (f"cd {q(run.cfg.join_dir)} && for p in {' '.join(BACKUP_PATHS)}; do [ -e \"$p\" ] && "
+           "find \"$p\" -type f -exec sha256sum {} +; done; true")
+    out = run.remote.probe(cmd, what="key material on the server").stdout
+    return {line[66:].strip(): line[:64] for line in out.splitlines() if len(line) > 66}
+
+
+def local_sums(dest: Path) -> dict[str, str]:
+    return {str(p.relative_to(dest)): hashlib.sha256(p.read_bytes()).hexdigest() for p in dest.rglob("*") if p.is_file()}
+
+
+def latest_backup(cfg) -> Path | None:
+    root = cfg.artefacts / "backup"
+    dirs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return dirs[-1] if dirs else None
+
+
+def backup_keys(run, sums: dict[str, str] | None = None) -> Path | None:
     """Copy the key material; returns the backup dir (None in plan mode)."""
     cfg = run.cfg
     join = q(cfg.join_dir)
-    present = run.remote.probe(f"cd {join} && for p in {' '.join(BACKUP_PATHS)}; do [ -e \"$p\" ] && echo \"$p\"; done; true",
-                               what="key material on the server").out.split()
+    sums = server_sums(run) if sums is None else sums
+    present = [p for p in BACKUP_PATHS if any(k == p or k.startswith(p + "/") for k in sums)]
     if not present:
         raise DeployError(f"no key material under {cfg.join_dir} yet (.tmkms, .inference/keyring-file)",
                           "run `fab start-base` first")
@@ -49,8 +67,6 @@ def backup_keys(run) -> Path | None:
         run.log.info(f"PLAN would copy {', '.join(present)} to {cfg.artefacts}/backup/<timestamp>/")
         return None
     paths = " ".join(q(p) for p in present)
-    sums_out = run.remote.probe(f"cd {join} && find {paths} -type f -exec sha256sum {{}} +").stdout
-    sums = {line[66:].strip(): line[:64] for line in sums_out.splitlines() if len(line) > 66}
     archive = run.remote.probe(f"cd {join} && tar -cz {paths} | base64 -w0", log_output=False, timeout=300)
     if not archive.ok:
         raise DeployError(f"reading the key material failed (exit code {archive.exit_code})")
@@ -59,6 +75,10 @@ def backup_keys(run) -> Path | None:
     except (binascii.Error, ValueError):
         raise DeployError("the key archive from the server is damaged; rerun backup-keys") from None
     dest = cfg.artefacts / "backup" / time.strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while dest.exists():
+        n += 1
+        dest = dest.with_name(f"{time.strftime('%Y%m%d-%H%M%S')}-{n}")
     dest.mkdir(parents=True, mode=0o700)
     for d in (cfg.artefacts, cfg.artefacts / "backup"):
         os.chmod(d, 0o700)
@@ -77,13 +97,24 @@ def backup_keys(run) -> Path | None:
                 os.fsync(f.fileno())
     for d in [dest, *[p for p in dest.rglob("*") if p.is_dir()]]:
         os.chmod(d, 0o700)
-    bad = []
-    for rel, digest in sums.items():
-        local = dest / rel
-        if not local.is_file() or hashlib.sha256(local.read_bytes()).hexdigest() != digest:
-            bad.append(rel)
+    got = local_sums(dest)
+    bad = [rel for rel, digest in sums.items() if got.get(rel) != digest]
     if bad or not sums:
         raise DeployError(f"backup in {dest} does not match the server: {', '.join(bad) or 'no files'}",
                           "rerun backup-keys")
     run.log.ok(f"backed up {len(sums)} key file(s) to {dest} (checksums match the server)")
     return dest
+
+
+def ensure_backup(run) -> None:
+    """In a deploy: back the keys up unless the latest backup already matches the server."""
+    sums: dict[str, str] = {}
+
+    def check():
+        sums.update(server_sums(run))
+        last = latest_backup(run.cfg)
+        if last is not None and sums and local_sums(last) == sums:
+            return True, f"{last} matches the server"
+        return False, "no backup of the current keys yet"
+
+    run.steps.run("backup of the keys (fab backup-keys)", check, lambda: backup_keys(run, dict(sums)), recheck=False)

@@ -43,6 +43,27 @@ def expected_services(run, files: tuple[str, ...] = COMPOSE_ALL) -> list[str]:
     return services
 
 
+class Snapshot:
+    """A phase's read-only probes, gathered in ONE round trip on first use and again after `refresh()`.
+
+    Checks read their facts from it; a step that changes the server passes `refresh=snap.refresh`
+    so its re-check asks again. A rerun where everything is done costs one round trip per phase.
+    """
+
+    def __init__(self, run, probes: dict[str, str], what: str = ""):
+        self.run, self.probes, self.what = run, probes, what
+        self._results = None
+
+    def __getitem__(self, name: str):
+        if self._results is None:
+            self._results = self.run.remote.probe_many(self.probes, what=self.what)
+            self.what = ""  # name it in the log once
+        return self._results[name]
+
+    def refresh(self) -> None:
+        self._results = None
+
+
 def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float,
                interval_s: float = 2.0, report_every_s: float = 10.0,
                hint: str = "check the container logs (`docker compose logs`) and rerun") -> str:

@@ -16,7 +16,7 @@ from .. import render
 from ..artefacts import write_artefact
 from ..errors import DeployError
 from ..httpclient import HttpError, get_json
-from .common import q, require
+from .common import Snapshot, q, require
 
 
 def approved_models(run) -> list[str] | None:
@@ -63,14 +63,15 @@ def remote_env_hashes(run) -> dict[str, str]:
     return dict(ln.split(" ", 1) for ln in r.out.splitlines() if " " in ln)
 
 
-def upload(run, name: str, content: str, mode: int) -> None:
+def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
     """One file into deploy/join: SKIP when the hash matches; else back up, name the changes, replace."""
     path = f"{run.cfg.join_dir}/{name}"
     want = hashlib.sha256(content.encode()).hexdigest()
 
     def check():
-        r = run.remote.probe(f"sha256sum {q(path)}; stat -c %a {q(path)}")
-        lines = r.out.splitlines()
+        if not snap[name].ok:
+            return False, "absent"
+        lines = snap[name].out.splitlines()
         same = bool(lines) and lines[0].startswith(want)
         mode_ok = len(lines) > 1 and lines[1] == f"{mode:o}"
         if same and mode_ok:
@@ -78,8 +79,7 @@ def upload(run, name: str, content: str, mode: int) -> None:
         return False, ("absent" if not lines else "content differs" if not same else f"mode {lines[-1]}")
 
     def act():
-        exists = run.remote.probe(f"test -f {q(path)}").ok
-        if exists:
+        if snap[name].ok:
             if name == "config.env":
                 local = render.config_env_values(run.cfg)
                 theirs = remote_env_hashes(run)
@@ -92,13 +92,16 @@ def upload(run, name: str, content: str, mode: int) -> None:
             run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
         run.remote.write_file(path, content, mode=mode, what=f"upload {name}")
 
-    run.steps.run(f"{name} on the server", check, act)
+    run.steps.run(f"{name} on the server", check, act, refresh=snap.refresh)
 
 
-def warn_if_api_differs(run, nodes: list[dict]) -> None:
+ADMIN_NODES = ("curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/nodes 2>/dev/null || "
+               "wget -qO- -T 5 http://127.0.0.1:9200/admin/v1/nodes 2>/dev/null")
+
+
+def warn_if_api_differs(run, snap: Snapshot, nodes: list[dict]) -> None:
     """node-config.json is read once by the API: say so when what it merged differs."""
-    r = run.remote.probe("curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/nodes 2>/dev/null || "
-                         "wget -qO- -T 5 http://127.0.0.1:9200/admin/v1/nodes 2>/dev/null")
+    r = snap["api_nodes"]
     if not r.ok or not r.out:
         return
     try:
@@ -133,9 +136,15 @@ def configure(run) -> None:
         write_artefact(cfg.artefacts, "node-config.json", nc_text, 0o644)
         run.log.info(f"rendered {cfg.artefacts}/config.env (0600) and node-config.json")
     check_model(run)
-    r = run.remote.probe(f"test -f {q(cfg.join_dir + '/docker-compose.yml')}", what=f"gonka checkout at {cfg.join_dir}")
-    require(r.ok or run.plan, f"{cfg.join_dir}/docker-compose.yml not found (no gonka checkout)",
+    join = q(cfg.join_dir)
+    snap = Snapshot(run, {
+        "compose": f"test -f {join}/docker-compose.yml",
+        "config.env": f"cd {join} && sha256sum config.env && stat -c %a config.env",
+        "node-config.json": f"cd {join} && sha256sum node-config.json && stat -c %a node-config.json",
+        "api_nodes": ADMIN_NODES,
+    }, what=f"configuration files in {cfg.join_dir}")
+    require(snap["compose"].ok or run.plan, f"{cfg.join_dir}/docker-compose.yml not found (no gonka checkout)",
             "run `fab download-model` first (it clones the gonka repo)")
-    upload(run, "config.env", env_text, 0o600)
-    upload(run, "node-config.json", nc_text, 0o644)
-    warn_if_api_differs(run, json.loads(nc_text))
+    upload(run, snap, "config.env", env_text, 0o600)
+    upload(run, snap, "node-config.json", nc_text, 0o644)
+    warn_if_api_differs(run, snap, json.loads(nc_text))

@@ -12,9 +12,8 @@ import time
 from .. import facts, render
 from ..errors import DeployError
 from ..ports import bind_internal_ports, exposed_mappings
-from .common import COMPOSE_ALL, compose, expected_services, q, require, wait_until
+from .common import COMPOSE_ALL, Snapshot, compose, q, require, wait_until
 from .model import require_model
-from .services import require_config_env, running_services
 
 INTERNAL_FIXED = (9100, 9200)
 
@@ -24,7 +23,7 @@ def internal_ports(run) -> set[int]:
     return {int(cfg["PORT"]), int(cfg["INFERENCE_PORT"]), *INTERNAL_FIXED}
 
 
-def bind_ports(run) -> None:
+def bind_ports(run, snap: Snapshot) -> None:
     """Internal ports bound to INTERNAL_BIND_ADDRESS in the compose files themselves."""
     cfg = run.cfg
     env = render.config_env_values(cfg)
@@ -35,19 +34,17 @@ def bind_ports(run) -> None:
     for name in COMPOSE_ALL:
         path = f"{cfg.join_dir}/{name}"
 
-        def check(path=path):
-            text = run.remote.read_file(path) or ""
-            exposed = exposed_mappings(text, ports, env)
+        def check(name=name):
+            exposed = exposed_mappings(snap[name].stdout, ports, env)
             return not exposed, (f"open on all interfaces: {', '.join(exposed)}" if exposed else f"bound to {address}")
 
         def act(path=path, name=name):
-            text = run.remote.read_file(path) or ""
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
-            run.remote.write_file(path, bind_internal_ports(text, ports, address, env), mode=0o644,
+            run.remote.write_file(path, bind_internal_ports(snap[name].stdout, ports, address, env), mode=0o644,
                                   what=f"bind internal ports of {name} to {address}")
 
-        run.steps.run(f"internal ports of {name} on {address}", check, act)
+        run.steps.run(f"internal ports of {name} on {address}", check, act, refresh=snap.refresh)
 
 
 def launch_hash_cmd(run) -> str:
@@ -58,24 +55,39 @@ def launch_hash_cmd(run) -> str:
 def launch(run) -> None:
     """Phase 6."""
     cfg = run.cfg
-    require_config_env(run)
-    require_model(run)
-    bind_ports(run)
     marker = f"{cfg.state_dir}/launched.sha256"
-    services = expected_services(run)
+    join = q(cfg.join_dir)
+    snap = Snapshot(run, {
+        "config": f"test -f {join}/config.env",
+        **{name: f"cat {join}/{name}" for name in COMPOSE_ALL},
+        "ps": compose(run, "ps -a --format json", COMPOSE_ALL),
+        "now": launch_hash_cmd(run),
+        "then": f"cat {q(marker)}",
+    }, what="compose files, containers, launched configuration")
+    require(snap["config"].ok, f"{cfg.join_dir}/config.env not found", "run `fab configure` first")
+    require_model(run)
+    bind_ports(run, snap)
+    try:
+        services: list[str] = []
+        for name in COMPOSE_ALL:
+            services += [s for s in facts.compose_services(snap[name].stdout) if s not in services]
+    except facts.FactError as e:
+        raise DeployError(f"cannot read the compose files in {cfg.join_dir}: {e}") from None
+    require(bool(services), "no services found in the compose files", "check the gonka checkout")
 
-    def status() -> tuple[list[str], list[facts.Container]]:
-        ps = running_services(run, COMPOSE_ALL)
+    def missing_from(ps_text: str) -> tuple[list[str], list[facts.Container]]:
+        try:
+            ps = facts.parse_compose_ps(ps_text)
+        except facts.FactError:
+            ps = []
         up = {c.service for c in ps if c.running}
         return [s for s in services if s not in up], ps
 
     def check():
-        missing, _ = status()
-        r = run.remote.probe_many({"now": launch_hash_cmd(run), "then": f"cat {q(marker)}"})
-        current = r["now"].out == r["then"].out and bool(r["now"].out)
+        missing, _ = missing_from(snap["ps"].stdout)
         if missing:
             return False, f"not running: {', '.join(missing)}"
-        if not current:
+        if not (snap["now"].out and snap["now"].out == snap["then"].out):
             return False, "configuration changed since the last launch"
         return True, f"{len(services)} services running"
 
@@ -83,7 +95,7 @@ def launch(run) -> None:
         run.remote.run(compose(run, "up -d", COMPOSE_ALL), what="docker compose (base + mlnode) up -d", timeout=3600)
 
         def all_up():
-            missing, ps = status()
+            missing, ps = missing_from(run.remote.probe(compose(run, "ps -a --format json", COMPOSE_ALL)).stdout)
             dead = [c for c in ps if c.state in ("exited", "dead")]
             if dead:
                 raise DeployError(f"container(s) stopped during launch: "
@@ -94,5 +106,4 @@ def launch(run) -> None:
         run.remote.run(f"mkdir -p {q(cfg.state_dir)} && {launch_hash_cmd(run)} > {q(marker)}",
                        what="record the launched configuration")
 
-    require(bool(services), "no services found in the compose files", "check the gonka checkout")
-    run.steps.run("all services running (base + ML node)", check, act)
+    run.steps.run("all services running (base + ML node)", check, act, refresh=snap.refresh)

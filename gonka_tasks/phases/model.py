@@ -13,9 +13,10 @@ import hashlib
 import json
 import time
 from importlib import resources
+from urllib.parse import urlsplit
 
 from ..errors import DeployError
-from .common import q, require
+from .common import Snapshot, q, require
 from .server import require_mounted
 
 PIPX_HOME = "/opt/gonka-deploy/pipx"
@@ -27,66 +28,6 @@ def job_dir(run) -> str:
     return f"{run.cfg.hf_home}/.gonka-download"
 
 
-# ---------------------------------------------------------------------------- gonka repo
-def gonka_repo(run) -> None:
-    """GONKA_REPO cloned at GONKA_REF; an existing checkout is checked, never reset or cleaned."""
-    cfg = run.cfg
-    d, repo, ref = cfg.gonka_dir, cfg["GONKA_REPO"], cfg["GONKA_REF"]
-    require_mounted(run)
-
-    def state():
-        r = run.remote.probe_many({
-            "origin": f"git -C {q(d)} remote get-url origin",
-            "head": f"git -C {q(d)} rev-parse HEAD",
-            "want": f"git -C {q(d)} rev-parse -q --verify {q(ref + '^{commit}')}",
-            "dirty": f"git -C {q(d)} status --porcelain --untracked-files=no",
-            "exists": f"test -e {q(d)}",
-        }, what=f"gonka checkout {d}")
-        return r
-
-    r = state()
-    if r["exists"].ok and not r["origin"].ok:
-        raise DeployError(f"{d} exists but is not a git checkout", "move it aside and rerun download-model")
-    if r["origin"].ok and r["origin"].out != repo:
-        raise DeployError(f"{d} is a clone of {r['origin'].out}, not of GONKA_REPO {repo}",
-                          "fix GONKA_REPO, or move the directory aside and rerun")
-
-    def cloned():
-        s = state()
-        if not s["origin"].ok:
-            return False, "not cloned"
-        if s["want"].ok and s["head"].out == s["want"].out:
-            return True, f"at {ref} ({s['head'].out[:12]})"
-        return False, f"at {s['head'].out[:12]}, GONKA_REF {ref} is {s['want'].out[:12] or 'unknown here'}"
-
-    def clone():
-        run.remote.run(f"mkdir -p {q(cfg.mount_point)} && git clone -q {q(repo)} {q(d)} && "
-                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
-                       what=f"git clone {repo} at {ref}", timeout=1800,
-                       hint="check GONKA_REPO and GONKA_REF, and that the server reaches the git host")
-
-    if not r["origin"].ok:
-        run.steps.run(f"gonka repository at {ref}", cloned, clone)
-        return
-    done, detail = cloned()
-    if done:
-        run.steps.run(f"gonka repository at {ref}", lambda: (True, detail), lambda: None)
-        if r["dirty"].out:
-            run.log.info(f"gonka checkout has local changes (kept): {', '.join(ln[3:] for ln in r['dirty'].out.splitlines())}")
-        return
-    if not run.opt("update_repo"):
-        run.log.warn(f"gonka checkout {d} is {detail}; leaving it as it is (rerun with --update-repo to move it)")
-        return
-
-    def update():
-        run.remote.run(f"git -C {q(d)} fetch -q --tags origin && "
-                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
-                       what=f"move gonka checkout to {ref}", timeout=900,
-                       hint="local changes in tracked files block the checkout; commit or stash them on the server")
-    run.steps.run(f"gonka repository at {ref}", cloned, update)
-
-
-# ------------------------------------------------------------------------- HF tools
 def _python_probe() -> str:
     """Print the first Python that can import huggingface_hub and tenacity (ours, then the hf CLI's)."""
     return (
@@ -97,22 +38,98 @@ def _python_probe() -> str:
     )
 
 
-def hf_tools(run) -> str:
-    """pipx + huggingface_hub (the `hf` CLI) + tenacity on the server; returns the Python to run the job."""
+def _job_running_probe(run) -> str:
+    d = job_dir(run)
+    return (f"p=$(cat {q(d + '/pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
+            f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q {JOB_NAME}")
+
+
+def snapshot(run) -> Snapshot:
+    """Everything phase 2 checks before asking the hub, in one round trip."""
     cfg = run.cfg
-    run.steps.run(f"model cache dir {cfg.hf_home}",
-                  lambda: run.remote.probe(f"test -d {q(cfg.hf_home)}").ok,
-                  lambda: run.remote.run(f"mkdir -p {q(cfg.hf_home)}", what=f"mkdir {cfg.hf_home}"))
-    found: dict[str, str] = {}
+    d, ref = q(cfg.gonka_dir), q(cfg["GONKA_REF"] + "^{commit}")
+    probes = {
+        "mount": f"findmnt -n -o SOURCE --mountpoint {q(cfg.mount_point)}",
+        "exists": f"test -e {d}",
+        "origin": f"git -C {d} config --get remote.origin.url",
+        "head": f"git -C {d} rev-parse HEAD",
+        "want": f"git -C {d} rev-parse -q --verify {ref}",
+        "dirty": f"git -C {d} status --porcelain --untracked-files=no",
+        "hfdir": f"test -d {q(cfg.hf_home)}",
+        "py": _python_probe(),
+        "job": f"sha256sum {q(job_dir(run) + '/' + JOB_NAME)}",
+        "running": _job_running_probe(run),
+    }
+    if cfg["HF_TOKEN"]:
+        probes["token"] = f"sha256sum {q(cfg.hf_home + '/token')}"
+    return Snapshot(run, probes, what=f"gonka checkout, {cfg.hf_home}, huggingface_hub, download job")
+
+
+# ---------------------------------------------------------------------------- gonka repo
+def gonka_repo(run, snap: Snapshot) -> None:
+    """GONKA_REPO cloned at GONKA_REF; an existing checkout is checked, never reset or cleaned."""
+    cfg = run.cfg
+    d, repo, ref = cfg.gonka_dir, cfg["GONKA_REPO"], cfg["GONKA_REF"]
+    require_mounted(run, snap["mount"].out)
+    if snap["exists"].ok and not snap["origin"].ok:
+        raise DeployError(f"{d} exists but is not a git checkout", "move it aside and rerun download-model")
+    if snap["origin"].ok and snap["origin"].out != repo:
+        raise DeployError(f"{d} is a clone of {snap['origin'].out}, not of GONKA_REPO {repo}",
+                          "fix GONKA_REPO, or move the directory aside and rerun")
+
+    def at_ref():
+        if not snap["origin"].ok:
+            return False, "not cloned"
+        head, want = snap["head"].out, snap["want"].out
+        if snap["want"].ok and head == want:
+            return True, f"at {ref} ({head[:12]})"
+        return False, f"at {head[:12]}, GONKA_REF {ref} is {want[:12] or 'unknown here'}"
+
+    def clone():
+        run.remote.run(f"mkdir -p {q(cfg.mount_point)} && git clone -q {q(repo)} {q(d)} && "
+                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
+                       what=f"git clone {repo} at {ref}", timeout=1800,
+                       hint="check GONKA_REPO and GONKA_REF, and that the server reaches the git host")
+
+    def update():
+        run.remote.run(f"git -C {q(d)} fetch -q --tags origin && "
+                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
+                       what=f"move gonka checkout to {ref}", timeout=900,
+                       hint="local changes in tracked files block the checkout; commit or stash them on the server")
+
+    name = f"gonka repository at {ref}"
+    if not snap["origin"].ok:
+        run.steps.run(name, at_ref, clone, refresh=snap.refresh)
+        return
+    done, detail = at_ref()
+    if not done and not run.opt("update_repo"):
+        run.log.warn(f"gonka checkout {d} is {detail}; leaving it as it is (rerun with --update-repo to move it)")
+        return
+    run.steps.run(name, at_ref, update, refresh=snap.refresh)
+    if snap["dirty"].ok and snap["dirty"].out:
+        run.log.info(f"gonka checkout has local changes (kept): "
+                     f"{', '.join(ln[3:] for ln in snap['dirty'].out.splitlines())}")
+
+
+# ------------------------------------------------------------------------- HF tools
+def hf_tools(run, snap: Snapshot) -> None:
+    """The HF cache dir, and pipx + huggingface_hub (the `hf` CLI) + tenacity on the server."""
+    cfg = run.cfg
+    run.steps.run(f"model cache dir {cfg.hf_home}", lambda: snap["hfdir"].ok,
+                  lambda: run.remote.run(f"mkdir -p {q(cfg.hf_home)}", what=f"mkdir {cfg.hf_home}"),
+                  refresh=snap.refresh)
 
     def check():
-        r = run.remote.probe(_python_probe())
-        if r.ok:
-            found["py"] = r.out
-            return True, f"huggingface_hub at {r.out}"
+        if snap["py"].ok:
+            return True, f"huggingface_hub at {snap['py'].out}"
         return False, "huggingface_hub (hf CLI) not installed"
 
-    index = f"PIP_INDEX_URL={q(cfg['PIP_INDEX_URL'])} " if cfg["PIP_INDEX_URL"] else ""
+    index = ""
+    if cfg["PIP_INDEX_URL"]:
+        index = f"PIP_INDEX_URL={q(cfg['PIP_INDEX_URL'])} "
+        parts = urlsplit(cfg["PIP_INDEX_URL"])
+        if parts.scheme == "http":  # pip refuses plain-http mirrors unless told to trust the host
+            index += f"PIP_TRUSTED_HOST={q(parts.hostname or '')} "
     env = f"PIPX_HOME={PIPX_HOME} PIPX_BIN_DIR=/usr/local/bin {index}"
 
     def install():
@@ -122,11 +139,9 @@ def hf_tools(run) -> str:
         run.remote.run(f"{env}pipx install --force huggingface_hub >/dev/null && {env}pipx inject huggingface_hub tenacity",
                        what="pipx install huggingface_hub (hf CLI) + tenacity", timeout=1800,
                        hint="the server needs a Python package index (PyPI, or PIP_INDEX_URL)")
-    run.steps.run("huggingface_hub on the server", check, install)
-    return found.get("py") or PIPX_PYTHON
+    run.steps.run("huggingface_hub on the server", check, install, refresh=snap.refresh)
 
 
-# ------------------------------------------------------------------------- download job
 def job_script() -> str:
     return resources.files("gonka_tasks.server_scripts").joinpath(JOB_NAME).read_text()
 
@@ -140,25 +155,14 @@ def job_env(run) -> str:
     return env
 
 
-def job_installed(run) -> bool:
-    want = hashlib.sha256(job_script().encode()).hexdigest()
-    return run.remote.probe(f"sha256sum {q(job_dir(run) + '/' + JOB_NAME)}").out.startswith(want)
-
-
-def install_job(run) -> None:
-    """The job script and HF token on the server (token 0600, over stdin only)."""
+def install_job(run, snap: Snapshot) -> None:
+    """The job script and HF token on the server (token 0600, over stdin only); unchanged = nothing sent."""
     cfg = run.cfg
     script = job_script()
-    path = f"{job_dir(run)}/{JOB_NAME}"
-    want = hashlib.sha256(script.encode()).hexdigest()
-    files = {"job": f"sha256sum {q(path)}"}
+    if not snap["job"].out.startswith(hashlib.sha256(script.encode()).hexdigest()):
+        run.remote.write_file(f"{job_dir(run)}/{JOB_NAME}", script, mode=0o644, what="upload the model download job")
     token = cfg["HF_TOKEN"]
-    if token:
-        files["token"] = f"sha256sum {q(cfg.hf_home + '/token')}"
-    r = run.remote.probe_many(files)
-    if not r["job"].out.startswith(want):
-        run.remote.write_file(path, script, mode=0o644, what="upload the model download job")
-    if token and not r["token"].out.startswith(hashlib.sha256(token.encode()).hexdigest()):
+    if token and not snap["token"].out.startswith(hashlib.sha256(token.encode()).hexdigest()):
         run.remote.write_file(f"{cfg.hf_home}/token", token, mode=0o600, what="HF token for the download job")
 
 
@@ -181,10 +185,7 @@ def model_status(run, py: str) -> dict:
 
 
 def job_running(run) -> bool:
-    d = job_dir(run)
-    r = run.remote.probe(f"p=$(cat {q(d + '/pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
-                         f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q {JOB_NAME}")
-    return r.ok
+    return run.remote.probe(_job_running_probe(run)).ok
 
 
 def start_job(run, py: str) -> None:
@@ -222,32 +223,36 @@ def progress_line(state: dict, rate: float) -> str:
 def ensure_download(run, *, wait: bool) -> None:
     """Start (or re-attach to) the download job; with `wait`, show progress until complete."""
     cfg = run.cfg
-    gonka_repo(run)
-    py = hf_tools(run)
+    snap = snapshot(run)
+    gonka_repo(run, snap)
+    hf_tools(run, snap)
     run.remote.step = "model download"
-    if run.plan:
-        if any(o.result == "planned" for o in run.steps.outcomes) or not job_installed(run):
-            run.log.info(f"PLAN would run: download {cfg['MODEL']}@{cfg['MODEL_REVISION']} into {cfg.hf_home}")
-            return
-    else:
-        install_job(run)
+    fresh_job = not snap["job"].out.startswith(hashlib.sha256(job_script().encode()).hexdigest())
+    if run.plan and (fresh_job or not snap["py"].ok):
+        run.log.info(f"PLAN would run: download {cfg['MODEL']}@{cfg['MODEL_REVISION']} into {cfg.hf_home}")
+        return
+    if not run.plan:
+        install_job(run, snap)
+    py = snap["py"].out
     status = model_status(run, py)
 
     def complete():
-        return status["complete"], (f"{status['files']} files, {human(status['total'])}, revision {status['sha'][:12]}"
-                                    if status["complete"] else
-                                    f"{len(status['missing'])} missing, {len(status['bad'])} wrong size")
+        if status["complete"]:
+            return True, f"{status['files']} files, {human(status['total'])}, revision {status['sha'][:12]}"
+        return False, f"{len(status['missing'])} missing, {len(status['bad'])} wrong size"
 
     def act():
-        if job_running(run):
+        if snap["running"].ok:
             run.log.info("a download job is already running on the server: attaching to it")
         else:
             start_job(run, py)
         if wait:
             wait_download(run, py)
-        status.update(model_status(run, py) if wait else {"complete": True})
+            status.update(model_status(run, py))
+        # without wait the job runs on; launch (or a rerun) waits for it
 
     run.steps.run(f"model {cfg['MODEL']} in {cfg.hf_home}", complete, act, recheck=wait)
+    run.model_ready = bool(status["complete"])  # known complete in this run: launch need not ask again
 
 
 def wait_download(run, py: str, *, poll_s: float = 2.0, report_s: float = 5.0) -> None:
@@ -285,6 +290,8 @@ def download_model(run) -> None:
 
 def require_model(run) -> None:
     """launch needs the weights: wait for a running job, or check the cache."""
+    if run.model_ready:
+        return
     py = run.remote.probe(_python_probe())
     require(py.ok, "huggingface_hub is not installed on the server", "run `fab download-model` first")
     if job_running(run):

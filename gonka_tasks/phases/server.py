@@ -17,80 +17,83 @@ from .. import facts
 from ..artefacts import read_artefact, write_artefact
 from ..errors import DeployError
 from ..render import fstab_line
-from .common import q, require
+from .common import Snapshot, q, require
 
 
-# ------------------------------------------------------------------------- admin keys
-def _login_home(run) -> str:
-    r = run.remote.probe(f"getent passwd {q(run.target.user)} | cut -d: -f6")
-    home = r.out or ("/root" if run.target.user == "root" else f"/home/{run.target.user}")
-    return home
-
-
-def _key_blob(line: str) -> str:
-    parts = line.split()
-    return parts[1] if len(parts) > 1 else line
-
-
-def admin_keys(run) -> None:
-    """Every ADMIN_SSH_KEYS key in the login user's authorized_keys exactly once; nothing removed."""
-    keys = run.cfg.admin_ssh_keys
-    if not keys:
-        run.log.info("ADMIN_SSH_KEYS is empty: no admin keys to add")
-        return
-    home = _login_home(run)
-    ssh_dir, auth = f"{home}/.ssh", f"{home}/.ssh/authorized_keys"
-
-    def check():
-        r = run.remote.probe_many({
-            "modes": f"stat -c %a {q(ssh_dir)} {q(auth)}",
-            "keys": f"cat {q(auth)}",
-        })
-        present = {_key_blob(ln) for ln in r["keys"].stdout.splitlines() if ln.strip() and not ln.startswith("#")}
-        missing = [k for k in keys if _key_blob(k) not in present]
-        modes = r["modes"].stdout.split()
-        if missing:
-            return False, f"{len(missing)} of {len(keys)} admin key(s) missing"
-        if modes != ["700", "600"]:
-            return False, f"modes of ~/.ssh and authorized_keys are {' '.join(modes) or 'unknown'}, want 700 600"
-        return True, f"{len(keys)} admin key(s) present"
-
-    user = run.target.user
-    script = (
-        "set -e; umask 077; "
-        f"d={q(ssh_dir)}; f={q(auth)}; "
-        'mkdir -p "$d"; touch "$f"; chmod 700 "$d"; chmod 600 "$f"; '
-        # a last line without newline would glue the next key onto it
-        'if [ -s "$f" ] && [ -n "$(tail -c1 "$f")" ]; then echo >> "$f"; fi; '
-        'while IFS= read -r k; do [ -n "$k" ] || continue; '
-        'b=$(printf "%s\\n" "$k" | awk "{print \\$2}"); '
-        'grep -qF -- "$b" "$f" || printf "%s\\n" "$k" >> "$f"; done'
-        + (f"; chown {q(user)}: \"$d\" \"$f\"" if user != "root" else "")
-    )
-    run.steps.run("admin SSH keys in authorized_keys", check,
-                  lambda: run.remote.run(script, what="append missing admin keys", input="\n".join(keys) + "\n"))
-
-
-# ------------------------------------------------------------------------------- disk
-def disk_probe(run) -> tuple[facts.DiskFacts, list[dict], str]:
-    """One round trip: the disk's signature, lsblk tree, system disks, the mount point, fstab."""
-    disk, mp = q(run.cfg.data_disk), q(run.cfg.mount_point)
-    r = run.remote.probe_many({
+# ----------------------------------------------------------------------------- facts
+def snapshot(run) -> Snapshot:
+    """Everything phase 1 checks, in one round trip."""
+    cfg = run.cfg
+    disk, mp = q(cfg.data_disk), q(cfg.mount_point)
+    home = f'"$(getent passwd {q(run.target.user)} | cut -d: -f6)"'
+    prom = q(f"{cfg.mount_point}/prometheus")
+    return Snapshot(run, {
+        "home": f"getent passwd {q(run.target.user)} | cut -d: -f6",
+        "keys": f"cat {home}/.ssh/authorized_keys",
+        "modes": f"stat -c %a {home}/.ssh {home}/.ssh/authorized_keys",
         "exists": f"test -b {disk}",
         "blkid": f"blkid -p -o export {disk}",
         "lsblk": f"lsblk -J -o NAME,PATH,TYPE,FSTYPE,UUID,MOUNTPOINTS {disk}",
         "rootdisks": 'for m in / /boot; do s=$(findmnt -n -o SOURCE "$m" 2>/dev/null) || continue; '
                      'lsblk -n -s -o NAME,TYPE "$s" 2>/dev/null | awk \'$2=="disk"{print $1}\'; done; true',
         "mount": f"findmnt -J -o TARGET,SOURCE,FSTYPE,UUID --mountpoint {mp}",
+        "mp_files": f"ls -A {mp} 2>/dev/null | head -3",
         "fstab": "cat /etc/fstab",
-    }, what=f"data disk {run.cfg.data_disk}")
+        "prom_origin": f"git -C {prom} config --get remote.origin.url",
+        "prom_ps": f"cd {prom} && docker compose ps --format json",
+        "prom_files": f"cd {prom} && cat docker-compose.yml compose.yaml docker-compose.yaml 2>/dev/null",
+    }, what=f"server state: admin keys, {cfg.data_disk}, {cfg.mount_point}, Prometheus")
+
+
+# ------------------------------------------------------------------------- admin keys
+def _key_blob(line: str) -> str:
+    parts = line.split()
+    return parts[1] if len(parts) > 1 else line
+
+
+def admin_keys(run, snap: Snapshot) -> None:
+    """Every ADMIN_SSH_KEYS key in the login user's authorized_keys exactly once; nothing removed."""
+    keys = run.cfg.admin_ssh_keys
+    if not keys:
+        run.log.info("ADMIN_SSH_KEYS is empty: no admin keys to add")
+        return
+
+    def check():
+        present = {_key_blob(ln) for ln in snap["keys"].stdout.splitlines() if ln.strip() and not ln.startswith("#")}
+        missing = [k for k in keys if _key_blob(k) not in present]
+        modes = snap["modes"].stdout.split()
+        if missing:
+            return False, f"{len(missing)} of {len(keys)} admin key(s) missing"
+        if modes != ["700", "600"]:
+            return False, f"modes of ~/.ssh and authorized_keys are {' '.join(modes) or 'unknown'}, want 700 600"
+        return True, f"{len(keys)} admin key(s) present"
+
+    def act():
+        home = snap["home"].out or ("/root" if run.target.user == "root" else f"/home/{run.target.user}")
+        user = run.target.user
+        script = (
+            "set -e; umask 077; "
+            f"d={q(home + '/.ssh')}; f={q(home + '/.ssh/authorized_keys')}; "
+            'mkdir -p "$d"; touch "$f"; chmod 700 "$d"; chmod 600 "$f"; '
+            # a last line without newline would glue the next key onto it
+            'if [ -s "$f" ] && [ -n "$(tail -c1 "$f")" ]; then echo >> "$f"; fi; '
+            'while IFS= read -r k; do [ -n "$k" ] || continue; '
+            'b=$(printf "%s\\n" "$k" | awk "{print \\$2}"); '
+            'grep -qF -- "$b" "$f" || printf "%s\\n" "$k" >> "$f"; done'
+            + (f"; chown {q(user)}: \"$d\" \"$f\"" if user != "root" else "")
+        )
+        run.remote.run(script, what="append missing admin keys", input="\n".join(keys) + "\n")
+
+    run.steps.run("admin SSH keys in authorized_keys", check, act, refresh=snap.refresh)
+
+
+# ------------------------------------------------------------------------------- disk
+def disk_facts(snap: Snapshot, disk: str) -> facts.DiskFacts:
     try:
-        f = facts.disk_facts(r["exists"].exit_code, r["blkid"].stdout,
-                             r["lsblk"].stdout if r["lsblk"].ok else "", r["rootdisks"].stdout)
-        mounts = facts.parse_findmnt(r["mount"].stdout) if r["mount"].ok else []
+        return facts.disk_facts(snap["exists"].exit_code, snap["blkid"].stdout,
+                                snap["lsblk"].stdout if snap["lsblk"].ok else "", snap["rootdisks"].stdout)
     except facts.FactError as e:
-        raise DeployError(f"cannot read the state of {run.cfg.data_disk}: {e}") from None
-    return f, mounts, r["fstab"].stdout
+        raise DeployError(f"cannot read the state of {disk}: {e}") from None
 
 
 def _confirm_wipe(run, decision: facts.DiskDecision) -> None:
@@ -103,11 +106,11 @@ def _confirm_wipe(run, decision: facts.DiskDecision) -> None:
         raise DeployError("device name not confirmed; the disk was left untouched")
 
 
-def data_disk(run) -> str:
+def data_disk(run, snap: Snapshot) -> str:
     """Format DATA_DISK only when blank (or wiped on request); returns the filesystem UUID."""
     cfg = run.cfg
     recorded = (read_artefact(cfg.artefacts, "volume.txt") or "").strip() or None
-    f, mounts, _ = disk_probe(run)
+    f = disk_facts(snap, cfg.data_disk)
     decision = facts.decide_disk(f, cfg.data_disk, cfg.mount_point, recorded, cfg.flag("ADOPT_DISK"))
     wipe = False
     if decision.action == "error":
@@ -124,7 +127,8 @@ def data_disk(run) -> str:
             )
     if decision.action == "keep":
         run.steps.run(f"filesystem on {cfg.data_disk}", lambda: (True, decision.reason), lambda: None)
-        write_artefact(cfg.artefacts, "volume.txt", decision.uuid + "\n")
+        if not run.plan:
+            write_artefact(cfg.artefacts, "volume.txt", decision.uuid + "\n")
         return decision.uuid
     # blank (or to be wiped): reuse a UUID already recorded so a rerun after a crash matches it
     new_uuid = recorded or str(uuidlib.uuid4())
@@ -134,7 +138,7 @@ def data_disk(run) -> str:
     wipe_cmd = f"wipefs -a {disk} >/dev/null && " if wipe else ""
 
     def check():
-        sig = facts.parse_blkid_export(run.remote.probe(f"blkid -p -o export {disk}").stdout)
+        sig = facts.parse_blkid_export(snap["blkid"].stdout)
         return (sig.get("TYPE") == "ext4" and sig.get("UUID") == new_uuid), decision.reason
 
     def act():
@@ -142,24 +146,23 @@ def data_disk(run) -> str:
         run.remote.run(f"{guard}{wipe_cmd}mkfs.ext4 -q {'-F ' if wipe else ''}-L gonka-data -U {new_uuid} {disk}",
                        what=f"mkfs.ext4 {cfg.data_disk}", timeout=1800,
                        hint="the disk was checked blank just before; see the output above")
-    run.steps.run(f"ext4 filesystem on {cfg.data_disk}", check, act)
+    run.steps.run(f"ext4 filesystem on {cfg.data_disk}", check, act, refresh=snap.refresh)
     return new_uuid
 
 
-def fstab_and_mount(run, fs_uuid: str) -> None:
+def fstab_and_mount(run, snap: Snapshot, fs_uuid: str) -> None:
     """One fstab line for MOUNT_POINT (UUID=, nofail), backed up first; mounted from that line."""
     cfg = run.cfg
     mp = cfg.mount_point
     line = fstab_line(fs_uuid, mp)
 
     def fstab_check():
-        text = run.remote.probe("cat /etc/fstab").stdout
-        entries = facts.fstab_entries_for(text, mp)
+        entries = facts.fstab_entries_for(snap["fstab"].stdout, mp)
         return entries == [line], (f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for {mp}"
                                    if entries != [line] else f"UUID={fs_uuid} {mp}")
 
     def fstab_act():
-        text = run.remote.probe("cat /etc/fstab").stdout
+        text = snap["fstab"].stdout
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run.remote.run(f"cp -p /etc/fstab /etc/fstab.gonka-deploy-{stamp}.bak", what="back up /etc/fstab")
         run.remote.write_file("/etc/fstab", facts.fstab_with_entry(text, line, mp), mode=0o644,
@@ -170,11 +173,10 @@ def fstab_and_mount(run, fs_uuid: str) -> None:
             run.remote.run(f"cp -p /etc/fstab.gonka-deploy-{stamp}.bak /etc/fstab", what="restore /etc/fstab")
             raise DeployError(f"the new fstab entry does not verify: {'; '.join(bad)}; fstab restored")
 
-    run.steps.run(f"/etc/fstab entry for {mp}", fstab_check, fstab_act)
+    run.steps.run(f"/etc/fstab entry for {mp}", fstab_check, fstab_act, refresh=snap.refresh)
 
     def mount_check():
-        r = run.remote.probe(f"findmnt -J -o TARGET,SOURCE,FSTYPE,UUID --mountpoint {q(mp)}")
-        fs = facts.parse_findmnt(r.stdout) if r.ok else []
+        fs = facts.parse_findmnt(snap["mount"].stdout) if snap["mount"].ok else []
         if not fs:
             return False, "not mounted"
         got = fs[0]
@@ -184,25 +186,24 @@ def fstab_and_mount(run, fs_uuid: str) -> None:
                           f"{cfg.data_disk}", "unmount it or choose another MOUNT_POINT")
 
     def mount_act():
-        r = run.remote.probe(f"ls -A {q(mp)} 2>/dev/null | head -3")
-        if r.out:
-            raise DeployError(f"{mp} is not empty ({', '.join(r.out.split())}...): mounting would hide those files",
-                              "move them away or choose another MOUNT_POINT")
+        if snap["mp_files"].out:
+            raise DeployError(f"{mp} is not empty ({', '.join(snap['mp_files'].out.split())}...): mounting would "
+                              "hide those files", "move them away or choose another MOUNT_POINT")
         run.remote.run(f"mkdir -p {q(mp)} && mount {q(mp)}", what=f"mount {mp}")
 
-    run.steps.run(f"{cfg.data_disk} mounted at {mp}", mount_check, mount_act)
+    run.steps.run(f"{cfg.data_disk} mounted at {mp}", mount_check, mount_act, refresh=snap.refresh)
 
 
-def require_mounted(run) -> None:
+def require_mounted(run, mount_out: str | None = None) -> None:
     """Later phases write under MOUNT_POINT: make sure it is the data disk, not the root filesystem."""
     mp = run.cfg.mount_point
-    r = run.remote.probe(f"findmnt -n -o SOURCE --mountpoint {q(mp)}")
-    require(r.ok and bool(r.out), f"{mp} is not mounted (data disk missing)",
-            "run `fab prepare-server` first")
+    if mount_out is None:
+        mount_out = run.remote.probe(f"findmnt -n -o SOURCE --mountpoint {q(mp)}").out
+    require(bool(mount_out.strip()), f"{mp} is not mounted (data disk missing)", "run `fab prepare-server` first")
 
 
 # ------------------------------------------------------------------------- prometheus
-def prometheus(run) -> None:
+def prometheus(run, snap: Snapshot) -> None:
     """PROMETHEUS_REPO cloned into MOUNT_POINT/prometheus and started; empty repo = skipped."""
     repo = run.cfg["PROMETHEUS_REPO"]
     if not repo:
@@ -211,23 +212,20 @@ def prometheus(run) -> None:
     d = f"{run.cfg.mount_point}/prometheus"
 
     def cloned():
-        r = run.remote.probe(f"git -C {q(d)} remote get-url origin")
-        if r.ok and r.out and r.out != repo:
-            raise DeployError(f"{d} is a clone of {r.out}, not of PROMETHEUS_REPO {repo}",
+        origin = snap["prom_origin"].out
+        if snap["prom_origin"].ok and origin and origin != repo:
+            raise DeployError(f"{d} is a clone of {origin}, not of PROMETHEUS_REPO {repo}",
                               "move it aside or fix PROMETHEUS_REPO")
-        return r.ok and r.out == repo, d
+        return snap["prom_origin"].ok and origin == repo, d
 
     run.steps.run("Prometheus repository", cloned,
-                  lambda: run.remote.run(f"git clone -q {q(repo)} {q(d)}", what=f"git clone {repo}", timeout=600))
+                  lambda: run.remote.run(f"git clone -q {q(repo)} {q(d)}", what=f"git clone {repo}", timeout=600),
+                  refresh=snap.refresh)
 
     def running():
-        r = run.remote.probe_many({
-            "ps": f"cd {q(d)} && docker compose ps --format json",
-            "files": f"cd {q(d)} && cat docker-compose.yml compose.yaml docker-compose.yaml 2>/dev/null",
-        })
         try:
-            services = facts.compose_services(r["files"].stdout)
-            up = {c.service for c in facts.parse_compose_ps(r["ps"].stdout) if c.running}
+            services = facts.compose_services(snap["prom_files"].stdout)
+            up = {c.service for c in facts.parse_compose_ps(snap["prom_ps"].stdout) if c.running}
         except facts.FactError as e:
             return False, str(e)
         missing = [s for s in services if s not in up]
@@ -235,12 +233,13 @@ def prometheus(run) -> None:
 
     run.steps.run("Prometheus containers running", running,
                   lambda: run.remote.run(f"cd {q(d)} && docker compose up -d", what="docker compose up -d (prometheus)",
-                                         timeout=900))
+                                         timeout=900), refresh=snap.refresh)
 
 
 def prepare_server(run) -> None:
     """Phase 1."""
-    admin_keys(run)
-    fs_uuid = data_disk(run)
-    fstab_and_mount(run, fs_uuid)
-    prometheus(run)
+    snap = snapshot(run)
+    admin_keys(run, snap)
+    fs_uuid = data_disk(run, snap)
+    fstab_and_mount(run, snap, fs_uuid)
+    prometheus(run, snap)

@@ -16,7 +16,7 @@ from .. import facts
 from ..artefacts import read_artefact, write_artefact
 from ..errors import DeployError
 from ..httpclient import request
-from .common import api_shell, compose, q, require, wait_until
+from .common import Snapshot, api_shell, compose, q, require, wait_until
 
 KEYS_SHOW = 'printf "%s\\n" "$KEYRING_PASSWORD" | inferenced keys show "$KEY_NAME" -a --keyring-backend file'
 KEYS_ADD = ('printf "%s\\n%s\\n" "$KEYRING_PASSWORD" "$KEYRING_PASSWORD" | '
@@ -26,54 +26,57 @@ REGISTER = ('inferenced register-new-participant "$DAPI_API__PUBLIC_URL" "$ACCOU
 RPC_STATUS = "docker exec node wget -qO- -T 5 http://localhost:26657/status"
 
 
-def require_config_env(run) -> None:
-    r = run.remote.probe(f"test -f {q(run.cfg.join_dir + '/config.env')}")
-    require(r.ok, f"{run.cfg.join_dir}/config.env not found", "run `fab configure` first")
-
-
-def running_services(run, files=("docker-compose.yml",)) -> list[facts.Container]:
-    r = run.remote.probe(compose(run, "ps -a --format json", files))
-    try:
-        return facts.parse_compose_ps(r.stdout) if r.ok else []
-    except facts.FactError:
-        return []
-
-
-def node_rpc(run) -> facts.RpcStatus | None:
-    r = run.remote.probe(RPC_STATUS)
-    if not r.ok:
-        return None
-    try:
-        return facts.parse_rpc_status(r.stdout)
-    except facts.FactError:
-        return None
-
-
 def wait_rpc(run) -> None:
     """Until the node's RPC answers and shows the consensus key (tmkms connected)."""
     def probe():
-        s = node_rpc(run)
-        if s is None:
-            return False, "RPC not answering yet"
-        if not s.validator_pubkey:
-            return False, f"RPC up at height {s.height}, tmkms not connected yet"
-        return True, f"height {s.height}, validator key {s.validator_pubkey[:12]}..."
+        r = run.remote.probe(RPC_STATUS)
+        return rpc_state(r.stdout) if r.ok else (False, "RPC not answering yet")
     detail = wait_until(run, "node RPC with the consensus key", probe, deadline_s=run.cfg.seconds("RPC_TIMEOUT"))
     run.log.ok(f"node RPC: {detail}")
 
 
-def base_services(run) -> None:
-    require_config_env(run)
+def snapshot(run) -> Snapshot:
+    """Everything phase 4 checks on the server (but the keyring), in one round trip."""
+    p = _pending(run)
+    return Snapshot(run, {
+        "config": f"test -f {q(run.cfg.join_dir + '/config.env')}",
+        "ps": compose(run, "ps -a --format json"),
+        "rpc": RPC_STATUS,
+        "pending": f"test -f {q(p)} && echo present; test -f {q(p + '.rc')} && cat {q(p + '.rc')}",
+    }, what="base services, node RPC, pending key creation")
+
+
+def rpc_state(text: str) -> tuple[bool, str]:
+    """Is the node's RPC up with the consensus key (tmkms connected)?"""
+    try:
+        s = facts.parse_rpc_status(text)
+    except facts.FactError:
+        return False, "RPC not answering yet"
+    if not s.validator_pubkey:
+        return False, f"RPC up at height {s.height}, tmkms not connected yet"
+    return True, f"height {s.height}, validator key {s.validator_pubkey[:12]}..."
+
+
+def base_services(run, snap: Snapshot) -> None:
+    require(snap["config"].ok, f"{run.cfg.join_dir}/config.env not found", "run `fab configure` first")
 
     def check():
-        up = {c.service for c in running_services(run) if c.running}
+        try:
+            up = {c.service for c in facts.parse_compose_ps(snap["ps"].stdout) if c.running}
+        except facts.FactError:
+            up = set()
         missing = [s for s in ("tmkms", "node") if s not in up]
         return not missing, ("tmkms and node running" if not missing else f"not running: {', '.join(missing)}")
 
     run.steps.run("tmkms and node running", check,
                   lambda: run.remote.run(compose(run, "up -d --no-deps tmkms node"), what="docker compose up -d tmkms node",
-                                         timeout=1800))
-    if not run.plan:
+                                         timeout=1800), refresh=snap.refresh)
+    if run.plan:
+        return
+    ready, detail = rpc_state(snap["rpc"].stdout)
+    if ready:
+        run.log.ok(f"node RPC: {detail}")
+    else:
         wait_rpc(run)
 
 
@@ -101,13 +104,14 @@ def save_key(run, key: facts.NewKey) -> None:
     run.log.ok(f"warm key saved: {run.cfg.artefacts}/warm_key.txt (0600), address {key.address}")
 
 
-def recover_pending(run) -> None:
+def recover_pending(run, pending_out: str | None = None) -> None:
     """A key created by an interrupted run: wait for its output, copy it locally, then delete it remotely."""
     p = _pending(run)
-    r = run.remote.probe(f"test -f {q(p)} && echo present; test -f {q(p + '.rc')} && cat {q(p + '.rc')}")
-    if "present" not in r.out:
+    if pending_out is None:
+        pending_out = run.remote.probe(f"test -f {q(p)} && echo present; test -f {q(p + '.rc')} && cat {q(p + '.rc')}").out
+    if "present" not in pending_out:
         return
-    if len(r.out.split()) < 2:  # still being written by the creating process
+    if len(pending_out.split()) < 2:  # still being written by the creating process
         wait_until(run, "warm key creation", lambda: (run.remote.probe(f"test -f {q(p + '.rc')}").ok, "running"),
                    deadline_s=120)
     rc = run.remote.probe(f"cat {q(p + '.rc')}").out
@@ -143,11 +147,11 @@ def show_key(run) -> str | None:
     return None
 
 
-def warm_key(run) -> None:
+def warm_key(run, snap: Snapshot) -> None:
     """The warm key exists on the server exactly once, and its mnemonic is saved locally."""
     cfg = run.cfg
     if not run.plan:
-        recover_pending(run)
+        recover_pending(run, snap["pending"].out)
     state: dict[str, str | None] = {}
 
     def check():
@@ -233,6 +237,7 @@ def registration(run) -> None:
 
 def start_base(run) -> None:
     """Phase 4."""
-    base_services(run)
-    warm_key(run)
+    snap = snapshot(run)
+    base_services(run, snap)
+    warm_key(run, snap)
     registration(run)

@@ -29,6 +29,8 @@ ERROR_PATTERNS = [
     ("out of memory", re.compile(r"out of memory|OutOfMemory|OOM", re.I)),
 ]
 REFUSED = re.compile(r"connection refused", re.I)
+# transient by nature: a client that says it reconnects (tmkms after a node restart) is not trouble
+BENIGN = re.compile(r"reconnect", re.I)
 REFUSED_STORM = 10
 
 
@@ -124,7 +126,8 @@ def check_admin(run, mlnode_id: str) -> list[Check]:
         try:
             rep = json.loads(r["report"].stdout)
             checks = rep.get("checks", []) if isinstance(rep, dict) else []
-            failing = [c.get("name", "?") for c in checks if isinstance(c, dict) and c.get("status") == "FAIL"]
+            failing = [str(c.get("id") or c.get("name") or "?") for c in checks
+                       if isinstance(c, dict) and c.get("status") == "FAIL"]
             overall = rep.get("overall_status", "?") if isinstance(rep, dict) else "?"
             out.append(Check("setup report", "PASS" if not failing else "WARN",
                              f"overall {overall}, {len(checks)} checks" + (f", failing: {', '.join(failing)}" if failing else "")))
@@ -187,6 +190,8 @@ def scan_logs(text: str, redact: Callable[[str], str]) -> list[str]:
     for line in text.splitlines():
         if REFUSED.search(line):
             refused += 1
+            continue
+        if BENIGN.search(line):
             continue
         for label, pat in ERROR_PATTERNS:
             if pat.search(line):

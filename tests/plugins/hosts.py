@@ -71,13 +71,19 @@ def _down(host: sandbox.SandboxHost) -> None:
 
 
 @pytest.fixture(scope="session")
-def sandbox_host_session() -> sandbox.SandboxHost:
+def sandbox_provision() -> list[Path]:
+    """Extra trees copied into every sandbox host at start (a conftest may override this)."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def sandbox_host_session(sandbox_provision) -> sandbox.SandboxHost:
     """This worker's sandbox host, up for the whole session."""
     require_sandbox()
     base = sandbox.base_dir()
     idx = sandbox.first_index() + worker_number()
     sandbox.sweep(base)
-    host = _up(f"s{idx}", idx, base=base)
+    host = _up(f"s{idx}", idx, base=base, provision=sandbox_provision)
     try:
         yield host
     finally:
@@ -98,8 +104,9 @@ def sandbox_host(sandbox_host_session, monkeypatch, tmp_path) -> sandbox.Sandbox
 class HostFactory:
     """Brings up extra sandbox hosts in this worker's block of indexes; downs them on close()."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, provision: list[Path] = ()):
         self.base = base
+        self.provision = list(provision)
         self.hosts: list[sandbox.SandboxHost] = []
         self._next = sandbox.first_index() + FLEET_OFFSET + worker_number() * FLEET_PER_WORKER
         self._end = self._next + FLEET_PER_WORKER
@@ -118,7 +125,7 @@ class HostFactory:
         made = []
         for _ in range(count):
             idx = self.reserve_index()
-            host = _up(f"f{idx}", idx, base=self.base, **kwargs)
+            host = _up(f"f{idx}", idx, base=self.base, **{"provision": self.provision, **kwargs})
             self.hosts.append(host)
             made.append(host)
         return made
@@ -136,11 +143,11 @@ class HostFactory:
 
 
 @pytest.fixture
-def sandbox_host_factory(monkeypatch, tmp_path) -> HostFactory:
+def sandbox_host_factory(monkeypatch, tmp_path, sandbox_provision) -> HostFactory:
     """Factory of extra sandbox hosts for fleet tests: ``hosts = sandbox_host_factory(2)``."""
     require_sandbox()
     _private_home(monkeypatch, tmp_path)
-    factory = HostFactory(sandbox.base_dir())
+    factory = HostFactory(sandbox.base_dir(), sandbox_provision)
     try:
         yield factory
     finally:
