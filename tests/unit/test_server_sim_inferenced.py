@@ -1,0 +1,167 @@
+"""Simulated inferenced inside the api container: warm key handling and registration."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from gonka_tasks.address import cold_address
+from gonka_tasks.sandbox.seed import SeedServer
+from tests.unit import test_server_sim_support as support
+
+pytestmark = support.needs_sim_python
+sim = support.sim  # fixtures
+join = support.join
+
+# The deployer's command: passphrase and key name come from the container's environment.
+KEYS_ADD = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
+            '\'printf "%s\\n%s\\n" "$KEYRING_PASSWORD" "$KEYRING_PASSWORD" | '
+            'inferenced keys add "$KEY_NAME" --keyring-backend file\'')
+KEYS_SHOW = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
+             '\'inferenced keys show "$KEY_NAME" -a --keyring-backend file\'')
+REGISTER = ('"$DOCKER" compose run --rm --no-deps -T api sh -c \'inferenced register-new-participant '
+            '"$DAPI_API__PUBLIC_URL" "$ACCOUNT_PUBKEY" --node-address "$DAPI_CHAIN_NODE__SEED_API_URL"\'')
+
+
+def test_keys_add_prints_record_on_stdout_and_mnemonic_on_stderr(sim, join):
+    r = sim.sourced(KEYS_ADD, join)
+    assert r.returncode == 0, r.stderr
+    m = re.fullmatch(r"- address: (gonka1[02-9ac-hj-np-z]{38})\n  name: node-a\n"
+                     r"  pubkey: '\{\"@type\":\"/cosmos.crypto.secp256k1.PubKey\",\"key\":\"([A-Za-z0-9+/=]{44})\"\}'\n"
+                     r"  type: local\n", r.stdout)
+    assert m, r.stdout
+    address, pub = m.groups()
+    assert cold_address(pub) == address
+    assert "**Important** write this mnemonic phrase in a safe place." in r.stderr
+    words = r.stderr.strip().splitlines()[-1].split()
+    assert len(words) == 24
+    ring = join / ".inference" / "keyring-file"
+    assert sorted(p.name for p in ring.iterdir()) == sorted(["keyhash", "node-a.info", f"{_hex(address)}.address"])
+    assert support.PASSWORD not in (ring / "node-a.info").read_text()
+    assert sim.counters()["keys_add"] == 1
+    # the secret never appears in a logged command line
+    logs = (sim.root / "var/log/gonka-sim/docker.log").read_text()
+    logs += (sim.root / "var/log/gonka-sim/inferenced.log").read_text()
+    assert support.PASSWORD not in logs
+    # recovering from the mnemonic gives the same key
+    rec = sim.sourced('"$DOCKER" compose run --rm --no-deps -T api inferenced keys add again --recover '
+                      '--keyring-backend file', join, input=f"{' '.join(words)}\n{support.PASSWORD}\n")
+    assert rec.returncode == 0, rec.stderr
+    assert f"address: {address}" in rec.stdout and "**Important**" not in rec.stderr
+
+
+def _hex(address: str) -> str:
+    return support.chainkeys.bech32_decode(address)[1].hex()
+
+
+def test_second_keys_add_aborts_and_keeps_the_key(sim, join):
+    first = sim.sourced(KEYS_ADD, join)
+    assert first.returncode == 0
+    address = first.stdout.split()[2]
+    again = sim.sourced(KEYS_ADD, join)
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith("Error: aborted")
+    assert sim.counters()["keys_add"] == 1
+    show = sim.sourced(KEYS_SHOW, join, input=support.PASSWORD + "\n")
+    assert show.returncode == 0 and show.stdout.strip() == address
+
+
+def test_keys_show_needs_the_passphrase(sim, join):
+    assert sim.sourced(KEYS_ADD, join).returncode == 0
+    no_input = sim.sourced(KEYS_SHOW, join)
+    assert no_input.returncode == 1 and "too many failed passphrase attempts" in no_input.stderr
+    wrong = sim.sourced(KEYS_SHOW, join, input="wrong-password\n" * 3)
+    assert wrong.returncode == 1 and wrong.stderr.count("incorrect passphrase") == 3
+    missing = sim.sourced('"$DOCKER" compose run --rm --no-deps -T api inferenced keys show nobody -a '
+                          '--keyring-backend file', join, input=support.PASSWORD + "\n")
+    assert missing.returncode == 1 and "nobody is not a valid name or address" in missing.stderr
+
+
+def test_short_or_mismatched_passphrases_are_refused(sim, join):
+    short = sim.sourced('"$DOCKER" compose run --rm --no-deps -T api inferenced keys add k --keyring-backend file',
+                        join, input="short\nshort\n")
+    assert short.returncode == 1 and "password must be at least 8 characters" in short.stderr
+    mismatch = sim.sourced('"$DOCKER" compose run --rm --no-deps -T api inferenced keys add k '
+                           '--keyring-backend file', join, input="longenough1\nlongenough2\n")
+    assert mismatch.returncode == 1 and "passphrase do not match" in mismatch.stderr
+    assert not (join / ".inference/keyring-file/k.info").exists()
+
+
+def test_without_backend_flag_the_key_lands_in_the_test_keyring(sim, join):
+    # the node writes client.toml with keyring-backend = "test" on its first start
+    assert sim.sourced('"$DOCKER" compose up -d --no-deps node', join).returncode == 0
+    sim.wait_ready("node")
+    r = sim.sourced('"$DOCKER" compose run --rm --no-deps -T api sh -c \'inferenced keys add "$KEY_NAME"\'', join)
+    assert r.returncode == 0, r.stderr
+    assert (join / ".inference/keyring-test/node-a.info").exists()
+    assert not (join / ".inference/keyring-file").exists()
+    r = sim.sourced(KEYS_SHOW, join, input=support.PASSWORD + "\n")
+    assert r.returncode == 1  # the file keyring the API reads has no such key
+
+
+@pytest.fixture
+def seed():
+    # Not 127.0.0.1: inside a (simulated) container that address is the container itself.
+    with SeedServer(host="127.0.0.2") as server:
+        yield server
+
+
+def _with_seed(sim, join, seed):
+    support.write_config_env(join, sim, SEED_API_URL=seed.url_for("127.0.0.2"))
+    assert sim.sourced(KEYS_ADD, join).returncode == 0
+    assert sim.sourced('"$DOCKER" compose up tmkms node -d --no-deps', join).returncode == 0
+    sim.wait_ready("node")
+    sim.wait_ready("tmkms")
+    url = f"http://{sim.ip('node')}:26657/status"
+    for _ in range(80):
+        if sim.get_json(url)["result"]["validator_info"]["pub_key"]:
+            break
+        time.sleep(0.1)
+
+
+def test_register_posts_to_the_seed_and_waits_for_it(sim, join, seed):
+    _with_seed(sim, join, seed)
+    r = sim.sourced(REGISTER, join)
+    assert r.returncode == 0, r.stderr
+    assert "Response status code: 200" in r.stdout and "Found participant with pubkey" in r.stdout
+    body = seed.posts[-1]
+    cold = cold_address(support.pubkey_b64())
+    assert body["address"] == cold and body["url"] == "http://198.51.100.7:8000"
+    status = sim.get_json(f"http://{sim.ip('node')}:26657/status")["result"]
+    assert body["validator_key"] == status["validator_info"]["pub_key"]["value"]
+    assert body["worker_key"] and body["pub_key"] == support.pubkey_b64()
+    assert sim.counters()["register_posts"] == 1
+    # registering again: the seed refuses it, the command fails with the body
+    again = sim.sourced(REGISTER, join)
+    assert again.returncode == 1 and "server returned status 400" in again.stderr
+    assert "account already exists" in again.stderr
+
+
+def test_register_poll_timeout_is_only_a_warning(sim, join, seed):
+    _with_seed(sim, join, seed)
+    seed.configure(hide_registrations=True)
+    sim.knobs(register_poll_s=1)
+    r = sim.sourced(REGISTER, join)
+    assert r.returncode == 0, r.stderr
+    assert "Warning: timeout after 1s waiting for participant to be available" in r.stdout
+
+
+def test_register_timeout_knob_posts_nothing(sim, join, seed):
+    _with_seed(sim, join, seed)
+    sim.knobs(register_timeout=True, register_poll_s=0.5)
+    r = sim.sourced(REGISTER, join)
+    assert r.returncode == 0 and "Warning: timeout" in r.stdout
+    assert seed.posts == [] and "register_posts" not in sim.counters()
+
+
+def test_register_needs_the_consensus_key(sim, join, seed):
+    support.write_config_env(join, sim, SEED_API_URL=seed.url_for("127.0.0.2"))
+    r = sim.sourced(REGISTER, join)
+    assert r.returncode == 1 and "node RPC endpoint not responding" in r.stderr
+    assert sim.sourced('"$DOCKER" compose up node -d --no-deps', join).returncode == 0
+    sim.wait_ready("node")
+    r = sim.sourced(REGISTER, join)
+    assert r.returncode == 1 and "node does not have validator information" in r.stderr
+    assert seed.posts == []
