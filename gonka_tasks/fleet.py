@@ -18,7 +18,7 @@ class NodeResult:
     path: str
     code: int
     seconds: float
-    changed: int
+    changed: list[str]
     failure: str
 
 
@@ -53,7 +53,7 @@ def run_fleet(paths: list[str], one: Callable, *, parallel: int = 1, console=Non
     def job(path: str) -> NodeResult:
         t0 = time.monotonic()
         code, run = one(path, shared, f"{_name(path).ljust(width)} | ")
-        changed = len(run.steps.changed) if run else 0
+        changed = run.steps.changed_phases if run else []
         failure = ""
         if code and run is not None:
             failure = _last_error(run)
@@ -75,15 +75,22 @@ def _name(path: str) -> str:
 
 def _last_error(run) -> str:
     err = getattr(run, "last_error", "") or ""
-    return err.splitlines()[0][:80] if err else "failed (see its log)"
+    return err.splitlines()[0][:140] if err else "failed (see its log)"
+
+
+def _phase_numbers(names: list[str]) -> str:
+    """Changed phases as their numbers (`1,2,3,...`), '-' when nothing changed."""
+    from .phases import phase_named  # noqa: PLC0415
+
+    return ",".join(str(phase_named(n).number) for n in names) or "-"
 
 
 def summary_table(results: list[NodeResult]) -> str:
-    """node | result | steps changed | time | failure."""
-    rows = [("node", "result", "changed", "time", "failure")]
+    """node | result | phases changed | time | failure."""
+    rows = [("node", "result", "phases changed", "time", "failure")]
     for r in results:
-        rows.append((_name(r.path), "ok" if r.code == 0 else "FAILED", str(r.changed), f"{r.seconds:.1f}s",
-                     r.failure))
+        rows.append((_name(r.path), "ok" if r.code == 0 else "FAILED", _phase_numbers(r.changed),
+                     f"{r.seconds:.1f}s", r.failure))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -59,6 +59,7 @@ class CommandRecord:
     command: str
     exit_code: int | None
     seconds: float
+    step: str = ""  # the step (or phase) it served
 
 
 @dataclass
@@ -136,7 +137,8 @@ class Remote:
 
     def _record(self, kind: str, what: str, command: str, code: int | None, t0: float) -> None:
         with self._lock:
-            self.commands.append(CommandRecord(kind, what, self.log.redact(command), code, time.monotonic() - t0))
+            self.commands.append(CommandRecord(kind, what, self.log.redact(command), code, time.monotonic() - t0,
+                                               self.step))
 
     def is_connected(self) -> bool:
         transport = getattr(getattr(self.conn, "client", None), "get_transport", lambda: None)()

@@ -235,9 +235,10 @@ def record_run(run: Run) -> None:
     data = {
         "node": run.cfg.key_name, "log": str(run.log.path), "seconds": round(seconds, 3),
         "ok": not run.last_error, "error": run.log.redact(run.last_error),
-        "steps": [{"name": o.name, "result": o.result, "detail": run.log.redact(o.detail)} for o in run.steps.outcomes],
+        "steps": [{"name": o.name, "result": o.result, "phase": o.phase, "detail": run.log.redact(o.detail)}
+                  for o in run.steps.outcomes],
         "commands": [{"kind": c.kind, "what": c.what, "command": c.command, "exit_code": c.exit_code,
-                      "seconds": round(c.seconds, 3)} for c in cmds],
+                      "seconds": round(c.seconds, 3), "step": c.step} for c in cmds],
     }
     with contextlib.suppress(OSError):
         write_artefact(run.cfg.artefacts, "last_run.json", json.dumps(data, indent=1) + "\n")

@@ -21,6 +21,7 @@ class StepOutcome:
     name: str
     result: str  # "skip" | "done" | "planned"
     detail: str = ""
+    phase: str = ""
 
 
 @dataclass
@@ -31,10 +32,16 @@ class Steps:
     plan: bool = False
     outcomes: list[StepOutcome] = field(default_factory=list)
     on_step: Callable[[str], None] | None = None  # told the name of the step starting (for ConnectionLost)
+    phase: str = ""  # the phase the next steps belong to (set by deploy)
 
     @property
     def changed(self) -> list[str]:
         return [o.name for o in self.outcomes if o.result == "done"]
+
+    @property
+    def changed_phases(self) -> list[str]:
+        """Phases in which at least one step changed something, in order."""
+        return list(dict.fromkeys(o.phase for o in self.outcomes if o.result == "done" and o.phase))
 
     def run(self, name: str, check: Callable[[], CheckResult], action: Callable[[], object],
             *, recheck: bool = True, refresh: Callable[[], object] | None = None) -> str:
@@ -49,11 +56,11 @@ class Steps:
         done, detail = _as_pair(check())
         if done:
             self.log.skip(f"{name}{': ' + detail if detail else ''}")
-            self.outcomes.append(StepOutcome(name, "skip", detail))
+            self.outcomes.append(StepOutcome(name, "skip", detail, self.phase))
             return "skip"
         if self.plan:
             self.log.info(f"PLAN would run: {name}{' (' + detail + ')' if detail else ''}")
-            self.outcomes.append(StepOutcome(name, "planned", detail))
+            self.outcomes.append(StepOutcome(name, "planned", detail, self.phase))
             return "planned"
         self.log.exec(name)
         action()
@@ -65,7 +72,7 @@ class Steps:
                 raise DeployError(f"{name}: still not done after running it{': ' + detail if detail else ''}",
                                   "see the log above for the command output")
         self.log.ok(name)
-        self.outcomes.append(StepOutcome(name, "done", detail))
+        self.outcomes.append(StepOutcome(name, "done", detail, self.phase))
         return "done"
 
 

@@ -43,9 +43,32 @@ def _host_string(c) -> str | None:
     return getattr(c, "original_host", None) if isinstance(c, Connection) else None
 
 
-def node_paths(node: Iterable[str] | None, nodes: str | None) -> list[str]:
-    """--node values plus the --nodes glob, in order, without repeats."""
+def nodes_for_host(host_string: str) -> list[str]:
+    """Node configs under nodes/ whose SERVER_IP is the `fab -H` host (for `fab -H a,b status`)."""
+    from dotenv import dotenv_values  # noqa: PLC0415
+
+    from .session import parse_host_string  # noqa: PLC0415
+
+    _, host, _ = parse_host_string(host_string)
+    found = []
+    for path in sorted(glob.glob("nodes/*.conf")):
+        if path.endswith("example.conf"):
+            continue
+        try:
+            if (dotenv_values(path, interpolate=False).get("SERVER_IP") or "").strip() == host:
+                found.append(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+    return found
+
+
+def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str | None = None) -> list[str]:
+    """--node values plus the --nodes glob, in order, without repeats; with only `-H`, the matching configs."""
     out: list[str] = list(node or [])
+    if host_string and not out and not nodes:
+        out = nodes_for_host(host_string)
+        if not out:
+            raise DeployError(f"no node config in nodes/ has SERVER_IP {host_string}; give --node")
     if nodes:
         matched = sorted(glob.glob(nodes))
         matched = [m for m in matched if not m.endswith("example.conf")]
@@ -67,7 +90,7 @@ def preflight(run: Run, *, ask: bool = True) -> None:
 def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True) -> None:
     """Load each node, run `work` on it after the preflight, exit non-zero if any node failed."""
     try:
-        paths = node_paths(node, nodes)
+        paths = node_paths(node, nodes, _host_string(c))
     except DeployError as e:
         print(f"error: {e}", file=sys.stderr)
         raise Exit(code=1) from None

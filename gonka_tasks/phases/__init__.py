@@ -75,6 +75,8 @@ def deploy(run) -> None:
     try:
         for p in selected:
             current = p
+            run.steps.phase = p.name
+            run.remote.step = p.name
             run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
             if p.name == "download-model" and pipelined:
                 model.ensure_download(run, wait=False)

@@ -66,10 +66,16 @@ class Snapshot:
 
 def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadline_s: float,
                interval_s: float = 2.0, report_every_s: float = 10.0,
-               hint: str = "check the container logs (`docker compose logs`) and rerun") -> str:
-    """Poll `probe` until it says done; log progress; DeployError after the deadline."""
+               hint: str = "check the container logs (`docker compose logs`) and rerun",
+               first_pause_s: float = 0.2) -> str:
+    """Poll `probe` until it says done; log progress; DeployError after the deadline.
+
+    Polls start fast (0.2 s) and back off to `interval_s`: quick answers cost no idle waiting,
+    slow ones do not hammer the server.
+    """
     t0 = time.monotonic()
     last_report = t0
+    pause = min(first_pause_s, interval_s)
     done, detail = probe()
     while not done:
         now = time.monotonic()
@@ -78,7 +84,8 @@ def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadlin
         if now - last_report >= report_every_s:
             run.log.info(f"waiting for {what}: {detail} ({now - t0:.0f} s)")
             last_report = now
-        time.sleep(interval_s)
+        time.sleep(pause)
+        pause = min(interval_s, pause * 1.6)
         done, detail = probe()
     return detail
 

@@ -70,6 +70,14 @@ def gonka_repo(run, snap: Snapshot) -> None:
     """GONKA_REPO cloned at GONKA_REF; an existing checkout is checked, never reset or cleaned."""
     cfg = run.cfg
     d, repo, ref = cfg.gonka_dir, cfg["GONKA_REPO"], cfg["GONKA_REF"]
+    name = f"gonka repository at {ref}"
+    if run.plan and not snap["mount"].out:
+        # prepare-server would mount the data disk first: what MOUNT_POINT holds now is not what this
+        # phase will find, so plan it as on the blank disk
+        run.log.info(f"{cfg.mount_point} is not mounted yet (prepare-server would mount it): "
+                     "planning this phase for the empty data disk")
+        run.steps.run(name, lambda: (False, f"{cfg.mount_point} not mounted yet"), lambda: None)
+        return
     require_mounted(run, snap["mount"].out)
     if snap["exists"].ok and not snap["origin"].ok:
         raise DeployError(f"{d} exists but is not a git checkout", "move it aside and rerun download-model")
@@ -97,7 +105,6 @@ def gonka_repo(run, snap: Snapshot) -> None:
                        what=f"move gonka checkout to {ref}", timeout=900,
                        hint="local changes in tracked files block the checkout; commit or stash them on the server")
 
-    name = f"gonka repository at {ref}"
     if not snap["origin"].ok:
         run.steps.run(name, at_ref, clone, refresh=snap.refresh)
         return
@@ -115,7 +122,8 @@ def gonka_repo(run, snap: Snapshot) -> None:
 def hf_tools(run, snap: Snapshot) -> None:
     """The HF cache dir, and pipx + huggingface_hub (the `hf` CLI) + tenacity on the server."""
     cfg = run.cfg
-    run.steps.run(f"model cache dir {cfg.hf_home}", lambda: snap["hfdir"].ok,
+    # not mounted only happens in plan mode (gonka_repo stops otherwise): the dir would be on the new disk
+    run.steps.run(f"model cache dir {cfg.hf_home}", lambda: snap["hfdir"].ok and bool(snap["mount"].out),
                   lambda: run.remote.run(f"mkdir -p {q(cfg.hf_home)}", what=f"mkdir {cfg.hf_home}"),
                   refresh=snap.refresh)
 
@@ -191,9 +199,11 @@ def job_running(run) -> bool:
 def start_job(run, py: str) -> None:
     cfg = run.cfg
     d = job_dir(run)
-    cmd = (f"cd {q(d)} && rm -f state.json && {job_env(run)}setsid nohup {q(py)} {JOB_NAME} download "
+    # only the job goes to the background, with every fd redirected: otherwise the SSH channel
+    # stays open until the download ends (a backgrounded `a && b &` list keeps the channel's fds)
+    cmd = (f"cd {q(d)} && rm -f state.json && {{ {job_env(run)}setsid nohup {q(py)} {JOB_NAME} download "
            f"--repo {q(cfg['MODEL'])} --revision {q(cfg['MODEL_REVISION'])} --state-dir {q(d)} "
-           f"</dev/null >>job.log 2>&1 & echo $! > {q(d + '/pid')}")
+           f"</dev/null >>job.log 2>&1 & echo $! > pid; }}")
     run.remote.run(cmd, what=f"start the model download job ({cfg['MODEL']})")
 
 
@@ -227,7 +237,8 @@ def ensure_download(run, *, wait: bool) -> None:
     gonka_repo(run, snap)
     hf_tools(run, snap)
     run.remote.step = "model download"
-    fresh_job = not snap["job"].out.startswith(hashlib.sha256(job_script().encode()).hexdigest())
+    fresh_job = (not snap["job"].out.startswith(hashlib.sha256(job_script().encode()).hexdigest())
+                 or not snap["mount"].out)
     if run.plan and (fresh_job or not snap["py"].ok):
         run.log.info(f"PLAN would run: download {cfg['MODEL']}@{cfg['MODEL_REVISION']} into {cfg.hf_home}")
         return
@@ -255,9 +266,10 @@ def ensure_download(run, *, wait: bool) -> None:
     run.model_ready = bool(status["complete"])  # known complete in this run: launch need not ask again
 
 
-def wait_download(run, py: str, *, poll_s: float = 2.0, report_s: float = 5.0) -> None:
+def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -> None:
     """Follow the job's state.json until complete; a failed job stops with its reason."""
     last_report = 0.0
+    pause = 0.2  # back off from fast polls to poll_s: a finished job is noticed at once
     samples: list[tuple[float, int]] = []
     while True:
         state = read_state(run)
@@ -280,7 +292,8 @@ def wait_download(run, py: str, *, poll_s: float = 2.0, report_s: float = 5.0) -
             if now - last_report >= report_s:
                 run.log.info(progress_line(state, rate))
                 last_report = now
-        time.sleep(poll_s)
+        time.sleep(pause)
+        pause = min(poll_s, pause * 1.6)
 
 
 def download_model(run) -> None:

@@ -228,7 +228,7 @@ def registration(run) -> None:
                               "see the output above; rerun once the cause is fixed")
         deadline = cfg.seconds("REGISTRATION_TIMEOUT")
         wait_until(run, f"participant {cfg.cold_address} at the seed", lambda: (registered(run), "not listed yet"),
-                   deadline_s=deadline, interval_s=5, report_every_s=15,
+                   deadline_s=deadline, interval_s=5, report_every_s=15, first_pause_s=2.0,
                    hint="register-new-participant finished but the seed does not list the participant: the "
                         "registration did not land. See registration.txt, check PUBLIC_URL and ACCOUNT_PUBKEY, rerun")
 

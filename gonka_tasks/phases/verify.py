@@ -32,6 +32,8 @@ REFUSED = re.compile(r"connection refused", re.I)
 # transient by nature: a client that says it reconnects (tmkms after a node restart) is not trouble
 BENIGN = re.compile(r"reconnect", re.I)
 REFUSED_STORM = 10
+# `docker compose logs` prefixes each line with its container: "api-1   | text"
+LOG_PREFIX = re.compile(r"^(?P<svc>[\w.-]+)\s+\| ?(?P<line>.*)$")
 
 
 @dataclass
@@ -184,22 +186,33 @@ def check_containers(run, services: list[str]) -> tuple[Check, list[facts.Contai
 
 
 def scan_logs(text: str, redact: Callable[[str], str]) -> list[str]:
-    """Lines that look like trouble, quoted (secrets masked); a storm of 'connection refused' counts once."""
-    hits: list[str] = []
-    refused = 0
-    for line in text.splitlines():
+    """Lines that look like trouble, quoted with their container (secrets masked).
+
+    A line repeated (a container that restarts prints its error each time) is quoted once with
+    its count; 'connection refused' counts only as a storm of REFUSED_STORM lines or more in one
+    container.
+    """
+    hits: dict[tuple[str, str, str], int] = {}
+    refused: dict[str, int] = {}
+    for raw in text.splitlines():
+        m = LOG_PREFIX.match(raw)
+        svc, line = (m["svc"], m["line"].strip()) if m else ("", raw.strip())
         if REFUSED.search(line):
-            refused += 1
+            refused[svc] = refused.get(svc, 0) + 1
             continue
         if BENIGN.search(line):
             continue
         for label, pat in ERROR_PATTERNS:
             if pat.search(line):
-                hits.append(f"{label}: {redact(line.strip())[:160]!r}")
+                # masked before cutting, so a cut can never leave part of a secret behind
+                key = (svc, label, redact(line)[:160])
+                hits[key] = hits.get(key, 0) + 1
                 break
-    if refused >= REFUSED_STORM:
-        hits.append(f"connection refused storm: {refused} lines")
-    return hits
+    out = [f"{label}{f' in {svc}' if svc else ''}: {quoted!r}{f' (x{n})' if n > 1 else ''}"
+           for (svc, label, quoted), n in hits.items()]
+    out += [f"connection refused storm{f' in {svc}' if svc else ''}: {n} lines"
+            for svc, n in refused.items() if n >= REFUSED_STORM]
+    return out
 
 
 def check_logs(run) -> Check:
@@ -262,6 +275,7 @@ def verify(run) -> None:
     """Phase 7: every check, written to verification.txt/.json; any FAIL stops with exit 1."""
     cfg = run.cfg
     t0 = time.monotonic()
+    run.remote.step = "verify"
     checks = run_checks(run)
     took = time.monotonic() - t0
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,136 @@
+"""Deploy benchmark on sandbox hosts: `python -m bench [--quick] [--download-seconds D]` (as root).
+
+Measures, with the simulated hub throttled so the model download takes about D seconds:
+
+  download_s           `fab download-model` alone on a prepared host (tools install + download)
+  deploy_s             a fresh full `fab deploy` (pipelined: the download overlaps phases 3-5)
+  sequential_deploy_s  the same deploy with --no-pipeline (download first, as the seed flow does)
+  rerun_s              a no-op `fab deploy` on the deployed host, rerun_remote_commands its
+                       remote commands up to verify (from the deployer's own command log)
+  single_host_s        = deploy_s
+  fleet_s              `fab deploy --nodes ... --parallel N` on N fresh hosts
+
+and prints a table; results go to bench/results.json. Every timing is wall time of the real
+`fab` subprocess, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from gonka_tasks.sandbox import host as sandbox
+from gonka_tasks.sandbox import repos
+from gonka_tasks.sandbox.hub import HubServer, make_model_repo
+from gonka_tasks.sandbox.lab import SANDBOX_MODEL, Lab
+from gonka_tasks.sandbox.pypi import PackageIndex, build_wheelhouse
+from gonka_tasks.sandbox.seed import SeedServer
+
+HERE = Path(__file__).resolve().parent
+IDX0 = 60  # sandbox indexes used by the benchmark (tests use 100+)
+
+
+def timed(lab: Lab, *args: str) -> tuple[float, object]:
+    t0 = time.monotonic()
+    r = lab.fab(*args, timeout=1800)
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.stdout.write(r.stdout[-3000:] + r.stderr[-2000:])
+        raise SystemExit(f"benchmark step failed: fab {' '.join(args)} (exit {r.returncode})")
+    return dt, r
+
+
+def last_run(lab: Lab, key: str) -> dict:
+    return json.loads((lab.nodes / key / "last_run.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small run for CI/dev (under a minute)")
+    p.add_argument("--download-seconds", type=float, help="target model download time D (default 6, full 20)")
+    p.add_argument("--fleet", type=int, default=4, help="hosts in the fleet run (default 4)")
+    p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--keep", metavar="DIR", help="keep the node dirs and logs of every run in DIR")
+    args = p.parse_args(argv)
+    missing = sandbox.missing_prerequisites()
+    if missing:
+        print("cannot run sandbox hosts here: " + "; ".join(missing), file=sys.stderr)
+        return 2
+    d = args.download_seconds or (6.0 if args.quick else 20.0)
+    t_start = time.monotonic()
+    results: dict = {"download_target_s": d, "quick": args.quick}
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gonka-bench-") as tmp:
+        tmp_path = Path(args.keep) if args.keep else Path(tmp)
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        model = make_model_repo(SANDBOX_MODEL)
+        seed = stack.enter_context(SeedServer())
+        hub = stack.enter_context(HubServer(repos=[model]))
+        pypi = stack.enter_context(PackageIndex(build_wheelhouse()))
+        provision = repos.provision_dir(tmp_path / "repos")
+        base = tmp_path / "hosts"
+        sandbox.sweep(base)
+        hosts = []
+        for i in range(max(2, args.fleet)):
+            h = sandbox.SandboxHost.up(f"b{IDX0 + i}", IDX0 + i, base=base, provision=[provision])
+            stack.callback(h.down)
+            hosts.append(h)
+        hub.configure(bandwidth_bps=int(model.total_size / d))
+        results["model_bytes"] = model.total_size
+
+        # download alone, on a host whose phase 1 is done
+        lab = Lab(tmp_path / "a", seed=seed, hub=hub, pypi=pypi)
+        node = lab.write_node(hosts[0], "bench-dl")
+        timed(lab, "prepare-server", "--node", str(node), "--yes")
+        results["download_s"], _ = timed(lab, "download-model", "--node", str(node), "--yes")
+
+        # fresh full deploy, pipelined; then the no-op rerun on the same host
+        hosts[0].reset()
+        lab = Lab(tmp_path / "b", seed=seed, hub=hub, pypi=pypi)
+        node = lab.write_node(hosts[0], "bench-a")
+        results["deploy_s"], _ = timed(lab, "deploy", "--node", str(node), "--yes")
+        rerun_s, _ = timed(lab, "deploy", "--node", str(node), "--yes")
+        run = last_run(lab, "bench-a")
+        steps = {s["result"] for s in run["steps"]}
+        cmds = [c for c in run["commands"] if c["step"] != "verify"]
+        verify_s = sum(c["seconds"] for c in run["commands"] if c["step"] == "verify")
+        results["rerun_s"] = round(rerun_s - verify_s, 3)
+        results["rerun_with_verify_s"] = round(rerun_s, 3)
+        results["rerun_remote_commands"] = len(cmds)
+        results["rerun_all_skip"] = steps == {"skip"}
+
+        # the same deploy without pipelining, on a fresh host
+        hosts[1].reset()
+        lab = Lab(tmp_path / "c", seed=seed, hub=hub, pypi=pypi)
+        node = lab.write_node(hosts[1], "bench-s")
+        results["sequential_deploy_s"], _ = timed(lab, "deploy", "--node", str(node), "--yes", "--no-pipeline")
+
+        # a fleet of fresh hosts in parallel
+        for h in hosts[: args.fleet]:
+            h.reset()
+        lab = Lab(tmp_path / "d", seed=seed, hub=hub, pypi=pypi)
+        for i, h in enumerate(hosts[: args.fleet]):
+            lab.write_node(h, f"fleet-{i}")
+        results["fleet_hosts"] = args.fleet
+        results["fleet_s"], _ = timed(lab, "deploy", "--nodes", str(lab.nodes / "fleet-*.conf"), "--yes",
+                                      "--parallel", str(args.fleet))
+        results["single_host_s"] = results["deploy_s"]
+    for k in ("download_s", "deploy_s", "sequential_deploy_s", "single_host_s", "fleet_s"):
+        results[k] = round(results[k], 3)
+    results["pipeline_ratio"] = round(results["deploy_s"] / results["download_s"], 3)
+    results["sequential_ratio"] = round(results["sequential_deploy_s"] / results["download_s"], 3)
+    results["fleet_ratio"] = round(results["fleet_s"] / results["single_host_s"], 3)
+    results["bench_total_s"] = round(time.monotonic() - t_start, 1)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(k) for k in results)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in results.items()))
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
