@@ -85,7 +85,12 @@ def deploy(run) -> None:
             if p.name == "start-base" and not run.plan:
                 backup.ensure_backup(run)
     except DeployError as e:
-        if not run.plan and current is not None:
+        if run.plan and current is not None:
+            # a later phase needs what earlier planned steps would create: the plan ends here
+            run.log.info(f"PLAN stops at phase {current.number} ({current.name}): {e.message}; "
+                         "the steps planned above come first")
+            return
+        if current is not None:
             write_report(run, failed=f"phase {current.number} ({current.name}): {e.message}")
         raise
     if not run.plan and len(selected) > 1:
