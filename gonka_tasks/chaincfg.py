@@ -16,7 +16,9 @@ class ChainConfigError(ValueError):
 
 def _parse(text: str, name: str):
     try:
-        return tomlkit.parse(text)
+        doc = tomlkit.parse(text)
+        doc.unwrap()  # tables split across the file are merged lazily: surface their conflicts here
+        return doc
     except (TOMLKitError, ValueError) as e:
         raise ChainConfigError(f"{name}: not valid TOML ({e})") from None
 

@@ -239,9 +239,10 @@ def compose_services(yaml_text: str) -> list[str]:
 
     try:
         data = yaml.safe_load(yaml_text)
-    # Besides YAMLError, constructing scalars raises ValueError (`2001-02-30`, a 5000-digit int) and
-    # deep nesting RecursionError.
-    except (yaml.YAMLError, ValueError, RecursionError) as e:
+    # PyYAML's scalar constructors raise more than YAMLError: ValueError (`2001-02-30`, `!!int x`, a
+    # 5000-digit int), KeyError (`!!bool x`), IndexError (`!!int`), AttributeError (`!!timestamp x`);
+    # deep nesting raises RecursionError.
+    except (yaml.YAMLError, ValueError, LookupError, AttributeError, TypeError, RecursionError) as e:
         raise FactError(f"compose file: not YAML ({e.__class__.__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise FactError("compose file: no services")

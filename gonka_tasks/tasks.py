@@ -43,23 +43,25 @@ def _host_string(c) -> str | None:
     return getattr(c, "original_host", None) if isinstance(c, Connection) else None
 
 
-def nodes_for_host(host_string: str) -> list[str]:
-    """Node configs under nodes/ whose SERVER_IP is the `fab -H` host (for `fab -H a,b status`)."""
+def _server_ip(path: str) -> str:
     from dotenv import dotenv_values  # noqa: PLC0415
 
+    from .config import resolve_node_path  # noqa: PLC0415
+
+    try:
+        return (dotenv_values(resolve_node_path(path), interpolate=False).get("SERVER_IP") or "").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def nodes_for_host(host_string: str, candidates: list[str] | None = None) -> list[str]:
+    """The node configs (default: nodes/*.conf) whose SERVER_IP is the `fab -H` host of this call."""
     from .session import parse_host_string  # noqa: PLC0415
 
     _, host, _ = parse_host_string(host_string)
-    found = []
-    for path in sorted(glob.glob("nodes/*.conf")):
-        if path.endswith("example.conf"):
-            continue
-        try:
-            if (dotenv_values(path, interpolate=False).get("SERVER_IP") or "").strip() == host:
-                found.append(path)
-        except (OSError, UnicodeDecodeError):
-            continue
-    return found
+    if candidates is None:
+        candidates = [p for p in sorted(glob.glob("nodes/*.conf")) if not p.endswith("example.conf")]
+    return [p for p in candidates if _server_ip(p) == host]
 
 
 def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str | None = None) -> list[str]:
@@ -69,6 +71,7 @@ def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str |
         out = nodes_for_host(host_string)
         if not out:
             raise DeployError(f"no node config in nodes/ has SERVER_IP {host_string}; give --node")
+        return out
     if nodes:
         matched = sorted(glob.glob(nodes))
         matched = [m for m in matched if not m.endswith("example.conf")]
@@ -76,7 +79,11 @@ def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str |
             raise DeployError(f"--nodes {nodes!r} matches no file")
         out += matched
     seen: set[str] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    out = [p for p in out if not (p in seen or seen.add(p))]
+    if host_string and len(out) > 1:
+        # `fab -H a,b task --node A --node B` calls the task once per host: each call takes its own node
+        out = nodes_for_host(host_string, out) or out
+    return out
 
 
 def preflight(run: Run, *, ask: bool = True) -> None:

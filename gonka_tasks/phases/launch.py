@@ -23,14 +23,15 @@ def internal_ports(run) -> set[int]:
     return {int(cfg["PORT"]), int(cfg["INFERENCE_PORT"]), *INTERNAL_FIXED}
 
 
-def bind_ports(run, snap: Snapshot) -> None:
-    """Internal ports bound to INTERNAL_BIND_ADDRESS in the compose files themselves."""
+def bind_ports(run, snap: Snapshot) -> bool:
+    """Internal ports bound to INTERNAL_BIND_ADDRESS in the compose files themselves; True if a file changed."""
     cfg = run.cfg
     env = render.config_env_values(cfg)
     ports, address = internal_ports(run), cfg["INTERNAL_BIND_ADDRESS"]
     if address in ("0.0.0.0", "::"):
         run.log.warn(f"INTERNAL_BIND_ADDRESS={address}: ports {sorted(ports)} will be open on every interface")
-        return
+        return False
+    changed = False
     for name in COMPOSE_ALL:
         path = f"{cfg.join_dir}/{name}"
 
@@ -44,7 +45,8 @@ def bind_ports(run, snap: Snapshot) -> None:
             run.remote.write_file(path, bind_internal_ports(snap[name].stdout, ports, address, env), mode=0o644,
                                   what=f"bind internal ports of {name} to {address}")
 
-        run.steps.run(f"internal ports of {name} on {address}", check, act, refresh=snap.refresh)
+        changed |= run.steps.run(f"internal ports of {name} on {address}", check, act, refresh=snap.refresh) == "done"
+    return changed
 
 
 def launch_hash_cmd(run) -> str:
@@ -66,7 +68,8 @@ def launch(run) -> None:
     }, what="compose files, containers, launched configuration")
     require(snap["config"].ok, f"{cfg.join_dir}/config.env not found", "run `fab configure` first")
     require_model(run)
-    bind_ports(run, snap)
+    # a rewritten mapping only takes effect when compose recreates the container
+    rebound = bind_ports(run, snap)
     try:
         services: list[str] = []
         for name in COMPOSE_ALL:
@@ -87,12 +90,16 @@ def launch(run) -> None:
         missing, _ = missing_from(snap["ps"].stdout)
         if missing:
             return False, f"not running: {', '.join(missing)}"
+        if rebound:
+            return False, "port bindings changed"
         if not (snap["now"].out and snap["now"].out == snap["then"].out):
             return False, "configuration changed since the last launch"
         return True, f"{len(services)} services running"
 
     def act():
+        nonlocal rebound
         run.remote.run(compose(run, "up -d", COMPOSE_ALL), what="docker compose (base + mlnode) up -d", timeout=3600)
+        rebound = False
 
         def all_up():
             missing, ps = missing_from(run.remote.probe(compose(run, "ps -a --format json", COMPOSE_ALL)).stdout)

@@ -20,13 +20,15 @@ from ..httpclient import HttpError, request
 from .common import COMPOSE_ALL, compose, expected_services, q
 from .services import RPC_STATUS, participant_url
 
-EXPOSURE_PORTS = (5050, 8080, 9100, 9200, 26657)
+RPC_PORT = 26657
+EXPOSURE_PORTS = (5050, 8080, 9100, 9200, RPC_PORT)
 LOG_TAIL = 200
+# the most specific label first: a line is quoted once, under the first pattern it matches
 ERROR_PATTERNS = [
     ("panic", re.compile(r"\bpanic\b|\bpanicked\b", re.I)),
-    ("error", re.compile(r"\bERROR\b|\blevel=error\b|\bERR\b")),
     ("CUDA error", re.compile(r"CUDA error|cuda.*(failed|error)|no CUDA-capable device", re.I)),
-    ("out of memory", re.compile(r"out of memory|OutOfMemory|OOM", re.I)),
+    ("out of memory", re.compile(r"out of memory|OutOfMemory|\bOOM\b", re.I)),
+    ("error", re.compile(r"\bERROR\b|\blevel=error\b|\bERR\b")),
 ]
 REFUSED = re.compile(r"connection refused", re.I)
 # transient by nature: a client that says it reconnects (tmkms after a node restart) is not trouble
@@ -44,10 +46,13 @@ class Check:
 
 
 def retrying(fn: Callable[[], Check], *, attempts: int = 3, wait_s: float = 2.0) -> Check:
-    """Re-run a check that may still be coming up; the last answer counts."""
+    """Re-run a check that FAILs because its answer may still be coming; the last answer counts.
+
+    A WARN is an answer (a node catching up does not catch up in seconds): it is not retried.
+    """
     c = fn()
     for i in range(1, attempts):
-        if c.result == "PASS":
+        if c.result != "FAIL":
             break
         time.sleep(wait_s * i)
         c = fn()
@@ -97,10 +102,13 @@ def check_rpc(run) -> Check:
     return Check("node RPC", "PASS", detail + ", in sync")
 
 
-def check_http(run, path: str, name: str) -> Check:
+def server_url(run, port: int | str, path: str) -> str:
     host = run.cfg.server_ip
-    host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{run.cfg.api_port}{path}"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
+def check_http(run, path: str, name: str) -> Check:
+    url = server_url(run, run.cfg.api_port, path)
     try:
         r = request(url, attempts=2, timeout=5, what=name)
     except HttpError as e:
@@ -108,6 +116,35 @@ def check_http(run, path: str, name: str) -> Check:
     if r.status == 200:
         return Check(name, "PASS", f"{url} HTTP 200")
     return Check(name, "FAIL", f"{url} HTTP {r.status}")
+
+
+def published_rpc_port(ps: list[facts.Container]) -> int | None:
+    """The host port the node's RPC (26657) is published on for other machines, if it is."""
+    for c in ps:
+        if c.service != "node":
+            continue
+        for p in c.publishers:
+            if (isinstance(p, dict) and p.get("TargetPort") == RPC_PORT and isinstance(p.get("PublishedPort"), int)
+                    and p["PublishedPort"] > 0 and not str(p.get("URL", "")).startswith(("127.", "::1"))):
+                return p["PublishedPort"]
+    return None
+
+
+def check_published_rpc(run, port: int) -> Check:
+    """The node's RPC from outside, as other machines see it (only checked when it is published)."""
+    url = server_url(run, port, "/status")
+    name = "node RPC (published)"
+    try:
+        r = request(url, attempts=2, timeout=5, what=name)
+    except HttpError as e:
+        return Check(name, "FAIL", f"{url}: {e.message.split(': ', 1)[-1]}")
+    if r.status != 200:
+        return Check(name, "FAIL", f"{url} HTTP {r.status}")
+    try:
+        st = facts.parse_rpc_status(r.text)
+    except facts.FactError as e:
+        return Check(name, "FAIL", f"{url}: {e}")
+    return Check(name, "PASS", f"{url} answers: chain {st.network or '?'}, height {st.height}")
 
 
 def check_admin(run, mlnode_id: str) -> list[Check]:
@@ -166,6 +203,8 @@ def check_containers(run, services: list[str]) -> tuple[Check, list[facts.Contai
         ps = facts.parse_compose_ps(r.stdout) if r.ok else []
     except facts.FactError as e:
         return Check("containers", "FAIL", str(e)), []
+    if not services:
+        return Check("containers", "FAIL", f"no services found in the compose files in {run.cfg.join_dir}"), ps
     by_service = {c.service: c for c in ps}
     down = [f"{s} ({by_service[s].state}, exit {by_service[s].exit_code})" if s in by_service else f"{s} (absent)"
             for s in services if not (s in by_service and by_service[s].running)]
@@ -253,18 +292,28 @@ def check_exposure(run) -> list[Check]:
 
 # ---------------------------------------------------------------------------- driver
 def run_checks(run) -> list[Check]:
+    """Every check, in the order of the report. Containers are looked at first: a check of a service
+    whose container is not running is not retried (its answer is not coming)."""
     cfg = run.cfg
     try:
         services = expected_services(run)
     except facts.FactError as e:
         services = []
         run.log.warn(f"cannot read the compose files: {e}")
-    checks = [retrying(lambda: check_registered(run)), retrying(lambda: check_rpc(run))]
-    checks.append(retrying(lambda: check_http(run, "/", "dashboard")))
-    checks.append(retrying(lambda: check_http(run, "/health", "proxy health")))
+    containers, ps = check_containers(run, services)
+    up = {c.service for c in ps if c.running}
+
+    def answer(fn: Callable[[], Check], needs: str | None = None) -> Check:
+        return retrying(fn) if needs is None or needs in up else fn()
+
+    checks = [answer(lambda: check_registered(run)), answer(lambda: check_rpc(run), "node")]
+    port = published_rpc_port(ps)
+    if port:
+        checks.append(answer(lambda: check_published_rpc(run, port), "node"))
+    checks.append(answer(lambda: check_http(run, "/", "dashboard"), "proxy"))
+    checks.append(answer(lambda: check_http(run, "/health", "proxy health"), "proxy"))
     checks += check_admin(run, cfg["ML_NODE_ID"])
     checks += check_gpu(run, mlnode_service(services))
-    containers, _ = check_containers(run, services)
     checks.append(containers)
     checks.append(check_logs(run))
     checks += check_exposure(run)
