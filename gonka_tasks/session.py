@@ -193,12 +193,12 @@ def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any],
     return Run(cfg=cfg, log=log, target=target, opts=opts)
 
 
-def report_config_error(node: str, err: ConfigError, console=None) -> None:
+def report_config_error(node: str, err: ConfigError, console=None, prefix: str = "") -> None:
     """Config errors come before the log exists: print them in the log's format on the console."""
     out = console or sys.stdout
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     for line in str(err).splitlines():
-        out.write(f"[{stamp}] [ERROR] {line}\n")
+        out.write(f"[{stamp}] {prefix}[ERROR] {line}\n")
     out.flush()
 
 

@@ -110,12 +110,12 @@ def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: 
         try:
             cfg = load_node(path)
         except ConfigError as e:
-            report_config_error(path, e, console)
+            report_config_error(path, e, console, prefix)
             return 1, None
         try:
             run = start_run(cfg, host_string=_host_string(c), opts=opts, console=console, prefix=prefix)
         except DeployError as e:
-            report_config_error(path, ConfigError([str(e)], path), console)
+            report_config_error(path, ConfigError([str(e)], path), console, prefix)
             return 1, None
 
         def body(r: Run) -> None:
