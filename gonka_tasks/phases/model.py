@@ -39,9 +39,19 @@ def _python_probe() -> str:
 
 
 def _job_running_probe(run) -> str:
+    """Exit 0 and print `<pid> <command line>` when the job of the pid file runs."""
     d = job_dir(run)
     return (f"p=$(cat {q(d + '/pid')} 2>/dev/null) && kill -0 \"$p\" 2>/dev/null && "
-            f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q {JOB_NAME}")
+            f"{{ printf '%s ' \"$p\"; tr '\\0' ' ' < /proc/$p/cmdline; }} | grep {JOB_NAME}")
+
+
+def running_job(probe_out: str) -> tuple[str, str, str]:
+    """(pid, repo, revision) of the running job, from the output of `_job_running_probe`."""
+    words = probe_out.split()
+
+    def arg(name: str) -> str:
+        return words[words.index(name) + 1] if name in words[:-1] else ""
+    return (words[0] if words else "?"), arg("--repo"), arg("--revision")
 
 
 def snapshot(run) -> Snapshot:
@@ -254,7 +264,13 @@ def ensure_download(run, *, wait: bool) -> None:
 
     def act():
         if snap["running"].ok:
-            run.log.info("a download job is already running on the server: attaching to it")
+            pid, repo, rev = running_job(snap["running"].out)
+            if (repo, rev) != (cfg["MODEL"], cfg["MODEL_REVISION"]):
+                # waiting for it would end in "still not done" with our model untouched
+                raise DeployError(f"a download job for another model ({repo}@{rev}, pid {pid}) is still running "
+                                  f"on the server; MODEL is {cfg['MODEL']}@{cfg['MODEL_REVISION']}",
+                                  f"let it finish, or stop it on the server (kill {pid}), then rerun download-model")
+            run.log.info(f"a download job is already running on the server (pid {pid}): attaching to it")
         else:
             start_job(run, py)
         if wait:

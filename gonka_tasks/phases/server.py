@@ -223,6 +223,8 @@ def prometheus(run, snap: Snapshot) -> None:
                   refresh=snap.refresh)
 
     def running():
+        if not snap["prom_origin"].ok:
+            return False, "not cloned yet"
         try:
             services = facts.compose_services(snap["prom_files"].stdout)
             up = {c.service for c in facts.parse_compose_ps(snap["prom_ps"].stdout) if c.running}
