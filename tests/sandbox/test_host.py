@@ -349,7 +349,7 @@ def test_provision_trees_are_copied_at_every_start(sandbox_host_factory, tmp_pat
     (tree / "srv/git/app.git").mkdir(parents=True)
     (tree / "srv/git/app.git/HEAD").write_text("ref: refs/heads/main\n")
     (tree / "etc").mkdir()
-    (tree / "etc/hosts.sandbox").write_text("127.0.0.1\tnode api\n")
+    (tree / "etc/hosts.sandbox").write_text("127.0.0.1\tgs-provisioned gs-extra\n")
     (tree / "usr").chmod(0o700)  # an existing directory keeps its own mode
     (host,) = sandbox_host_factory(1, provision=[tree])
     for _ in range(2):
@@ -358,7 +358,7 @@ def test_provision_trees_are_copied_at_every_start(sandbox_host_factory, tmp_pat
             assert sh(c, "stat -c %a /usr/local/bin/gs-hello /usr").stdout.split() == ["755", "755"]
             assert sh(c, "test -L /usr/local/bin/gs-hi && cat /srv/git/app.git/HEAD").stdout.startswith("ref:")
             assert sh(c, "ls /usr/local/bin/__pycache__ 2>/dev/null", warn=True).stdout == ""
-            assert sh(c, "getent hosts node").stdout.split()[0] == "127.0.0.1"
+            assert sh(c, "getent hosts gs-provisioned").stdout.split()[0] == "127.0.0.1"
             assert sh(c, f"getent hosts {host.hostname}").stdout.split()[0] == "127.0.1.1"
             sh(c, "rm /usr/local/bin/gs-hello")
         host.reset()
