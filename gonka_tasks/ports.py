@@ -26,19 +26,41 @@ def host_port(host: str, env: dict[str, str]) -> int | None:
     return int(value) if value and re.fullmatch(r"[0-9]{1,10}", value) else None
 
 
-def bind_internal_ports(text: str, ports: set[int], address: str, env: dict[str, str]) -> str:
-    """Compose text with every mapping of a host port in `ports` bound to `address`."""
+def _wanted(port: int | None, ports: set[int], address: str, loopback_only: frozenset[int]) -> str | None:
+    """The address a mapping of `port` must listen on, or None when the port is not internal."""
+    if port not in ports:
+        return None
+    return "127.0.0.1" if port in loopback_only else address
+
+
+def bind_internal_ports(text: str, ports: set[int], address: str, env: dict[str, str],
+                        loopback_only: frozenset[int] = frozenset()) -> str:
+    """Compose text with every mapping of a host port in `ports` bound to `address` (or to loopback
+    for `loopback_only` ports, e.g. the admin API, which must never leave the machine)."""
     out = []
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\n")
         m = _MAPPING.match(body)
-        if m and host_port(m.group("host"), env) in ports and m.group("ip") in (None, "0.0.0.0"):
+        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only) if m else None
+        if m and want and m.group("ip") != want:
             q = m.group("q") or '"'
-            body = (f"{m.group('lead')}{q}{address}:{m.group('host')}:{m.group('cont')}{m.group('proto') or ''}{q}"
+            body = (f"{m.group('lead')}{q}{want}:{m.group('host')}:{m.group('cont')}{m.group('proto') or ''}{q}"
                     f"{m.group('tail')}")
             line = body + ("\n" if line.endswith("\n") else "")
         out.append(line)
     return "".join(out)
+
+
+def misbound_mappings(text: str, ports: set[int], address: str, env: dict[str, str],
+                      loopback_only: frozenset[int] = frozenset()) -> list[str]:
+    """Mappings of `ports` that do not listen where they should (every interface, or another address)."""
+    found = []
+    for line in text.splitlines():
+        m = _MAPPING.match(line)
+        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only) if m else None
+        if m and want and m.group("ip") != want:
+            found.append(line.strip())
+    return found
 
 
 def exposed_mappings(text: str, ports: set[int], env: dict[str, str]) -> list[str]:

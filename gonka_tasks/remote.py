@@ -103,6 +103,9 @@ class Remote:
     def _exec(self, kind: str, command: str, what: str, input: str | None, timeout: int | None,
               show_output: bool, log_output: bool = True) -> Result:
         full = f"sudo -n bash -c {shlex.quote(command)}" if self.use_sudo else command
+        if self.commands and not self.is_connected():
+            # Fabric would silently reconnect: a drop between two commands must not pass unnoticed
+            raise ConnectionLost(self.step, "the SSH connection dropped")
         self.log.event("OUTPUT", f"$ {command}", console=False)
         t0 = time.monotonic()
         try:
@@ -149,12 +152,15 @@ class Remote:
         """Write a file atomically over stdin (never a command line): temp, fsync, chmod, rename."""
         data = content.encode() if isinstance(content, str) else content
         q = shlex.quote(path)
+        # the size check catches an input cut short by a dropped connection (base64 -d may accept it)
         script = (
             "set -e; umask 077; "
             f"d=$(dirname {q}); mkdir -p \"$d\"; "
             f"tmp=$(mktemp \"$d/.$(basename {q}).XXXXXX.tmp\"); "
             "trap 'rm -f \"$tmp\"' EXIT; "
-            "base64 -d > \"$tmp\"; sync \"$tmp\" 2>/dev/null || sync; "
+            "base64 -d > \"$tmp\"; "
+            f"[ \"$(stat -c %s \"$tmp\")\" = {len(data)} ] || {{ echo 'upload cut short' >&2; exit 65; }}; "
+            "sync \"$tmp\" 2>/dev/null || sync; "
             f"chmod {mode:o} \"$tmp\"; mv -f \"$tmp\" {q}; trap - EXIT"
         )
         return self.run(script, what=what, input=base64.b64encode(data).decode() + "\n", show_output=False)

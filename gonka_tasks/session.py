@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import threading
 import time
@@ -182,9 +183,18 @@ def load_node(node: str) -> NodeConfig:
     return load(resolve_node_path(node))
 
 
+def quiet_paramiko() -> None:
+    """paramiko prints socket errors to stderr on a dropped connection; the run log reports it instead."""
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+
+
 def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any], console=None,
               prefix: str = "") -> Run:
     """Create the log for a node and resolve its target (no connection yet)."""
+    quiet_paramiko()
     log = RunLog(log_path(cfg.logs_dir, cfg.key_name), secrets=cfg.secrets, console=console, prefix=prefix)
     log.info(f"gonka-deploy: node {cfg.path} (KEY_NAME {cfg.key_name}); log {log.path}")
     for w in cfg.warnings:

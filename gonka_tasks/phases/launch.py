@@ -11,11 +11,12 @@ import time
 
 from .. import facts, render
 from ..errors import DeployError
-from ..ports import bind_internal_ports, exposed_mappings
+from ..ports import bind_internal_ports, misbound_mappings
 from .common import COMPOSE_ALL, Snapshot, compose, q, require, wait_until
 from .model import require_model
 
 INTERNAL_FIXED = (9100, 9200)
+ADMIN_PORTS = frozenset({9200})  # the admin API stays on loopback whatever INTERNAL_BIND_ADDRESS says
 
 
 def internal_ports(run) -> set[int]:
@@ -36,13 +37,14 @@ def bind_ports(run, snap: Snapshot) -> bool:
         path = f"{cfg.join_dir}/{name}"
 
         def check(name=name):
-            exposed = exposed_mappings(snap[name].stdout, ports, env)
-            return not exposed, (f"open on all interfaces: {', '.join(exposed)}" if exposed else f"bound to {address}")
+            wrong = misbound_mappings(snap[name].stdout, ports, address, env, ADMIN_PORTS)
+            return not wrong, (f"not on {address}: {', '.join(wrong)}" if wrong else f"bound to {address}")
 
         def act(path=path, name=name):
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
-            run.remote.write_file(path, bind_internal_ports(snap[name].stdout, ports, address, env), mode=0o644,
+            run.remote.write_file(path, bind_internal_ports(snap[name].stdout, ports, address, env, ADMIN_PORTS),
+                                  mode=0o644,
                                   what=f"bind internal ports of {name} to {address}")
 
         changed |= run.steps.run(f"internal ports of {name} on {address}", check, act, refresh=snap.refresh) == "done"

@@ -151,12 +151,16 @@ def hf_tools(run, snap: Snapshot) -> None:
     env = f"PIPX_HOME={PIPX_HOME} PIPX_BIN_DIR=/usr/local/bin {index}"
 
     def install():
-        run.remote.run("command -v pipx >/dev/null || { apt-get update -qq && "
-                       "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pipx; }",
-                       what="install pipx", timeout=900)
-        run.remote.run(f"{env}pipx install --force huggingface_hub >/dev/null && {env}pipx inject huggingface_hub tenacity",
-                       what="pipx install huggingface_hub (hf CLI) + tenacity", timeout=1800,
-                       hint="the server needs a Python package index (PyPI, or PIP_INDEX_URL)")
+        # under a lock, re-checked inside it: an install left running by an interrupted run is waited
+        # for (and then found done) instead of colliding with a second one
+        script = (f"( {_python_probe()} ) >/dev/null && exit 0; "
+                  "command -v pipx >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq && "
+                  "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq pipx; } && "
+                  f"{env}pipx install --force huggingface_hub >/dev/null && {env}pipx inject huggingface_hub tenacity")
+        run.remote.run(f"mkdir -p {PIPX_HOME} && flock -w 1800 {PIPX_HOME}/.install.lock sh -c {q(script)}",
+                       what="install pipx + huggingface_hub (hf CLI) + tenacity", timeout=1900,
+                       hint="see the output above: the server needs a package index (PyPI, or PIP_INDEX_URL) "
+                            "and apt for pipx; rerun once it is reachable")
     run.steps.run("huggingface_hub on the server", check, install, refresh=snap.refresh)
 
 

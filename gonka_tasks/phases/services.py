@@ -212,6 +212,14 @@ def registration(run) -> None:
     def check():
         return registered(run), f"{cfg.cold_address} at {cfg.seed_api_url}"
 
+    def note_found() -> None:
+        """A registration confirmed by a run that was cut before writing registration.txt: say so."""
+        if read_artefact(cfg.artefacts, "registration.txt") is None and not run.plan:
+            write_artefact(cfg.artefacts, "registration.txt",
+                           f"# participant {cfg.cold_address} found registered at {participant_url(run)} on "
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}; the output of register-new-participant was "
+                           "not kept (an earlier run was interrupted)\n")
+
     def register():
         r = run.remote.run(api_shell(run, REGISTER), what="register-new-participant", ok_codes=tuple(range(256)),
                            timeout=300)
@@ -232,7 +240,8 @@ def registration(run) -> None:
                    hint="register-new-participant finished but the seed does not list the participant: the "
                         "registration did not land. See registration.txt, check PUBLIC_URL and ACCOUNT_PUBKEY, rerun")
 
-    run.steps.run("participant registered at the seed", check, register)
+    if run.steps.run("participant registered at the seed", check, register) == "skip":
+        note_found()
 
 
 def start_base(run) -> None:

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from gonka_tasks import address, chaincfg, config, errors, facts
 from gonka_tasks.config import KNOWN_KEYS, NodeConfig, load
 from gonka_tasks.errors import ConfigError
-from gonka_tasks.ports import bind_internal_ports, exposed_mappings
+from gonka_tasks.ports import bind_internal_ports, exposed_mappings, misbound_mappings
 from tests.helpers import pubkey_b64
 from tests.unit import test_chaincfg_ports as chain_seeds
 from tests.unit import test_facts as seeds
@@ -695,13 +695,15 @@ envs = st.one_of(st.just({}), st.dictionaries(st.sampled_from(["PORT", "API_PORT
        addr=st.one_of(st.just("127.0.0.1"), st.ip_addresses(v=4).map(str).map(
            lambda a: "127.0.0.1" if a == "0.0.0.0" else a)))
 def test_ports_binding_never_raises_is_idempotent_and_leaves_nothing_exposed(text, ports, env, addr):
-    before = exposed_mappings(text, ports, env)
+    before = misbound_mappings(text, ports, addr, env)
+    assert set(exposed_mappings(text, ports, env)) <= set(before) or addr == "0.0.0.0"
     bound = bind_internal_ports(text, ports, addr, env)
     assert isinstance(bound, str) and isinstance(before, list)
     assert exposed_mappings(bound, ports, env) == []
+    assert misbound_mappings(bound, ports, addr, env) == []
     assert bind_internal_ports(bound, ports, addr, env) == bound
     event(f"ports: {'rebound' if before else 'nothing exposed'}")
-    # Only the exposed lines change; the rest of the file stays byte for byte.
+    # Only the misbound lines change; the rest of the file stays byte for byte.
     assert len(text.splitlines()) == len(bound.splitlines())
     changed = [(a, b) for a, b in zip(text.splitlines(), bound.splitlines(), strict=True) if a != b]
     assert [a.strip() for a, _ in changed] == before
