@@ -11,7 +11,9 @@ Measures, with the simulated hub throttled so the model download takes about D s
   fleet_s              `fab deploy --nodes ... --parallel N` on N fresh hosts
 
 and prints a table; results go to bench/results.json. Every timing is wall time of the real
-`fab` subprocess, as a user would see it.
+`fab` subprocess, as a user would see it. download_s, deploy_s and sequential_deploy_s are
+measured side by side on three hosts, so the three share the same machine load (downloads are
+throttled per connection and do not slow each other down).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -75,24 +78,38 @@ def main(argv: list[str] | None = None) -> int:
         base = tmp_path / "hosts"
         sandbox.sweep(base)
         hosts = []
-        for i in range(max(2, args.fleet)):
+        for i in range(max(3, args.fleet)):
             h = sandbox.SandboxHost.up(f"b{IDX0 + i}", IDX0 + i, base=base, provision=[provision])
             stack.callback(h.down)
             hosts.append(h)
         hub.configure(bandwidth_bps=int(model.total_size / d))
         results["model_bytes"] = model.total_size
 
-        # download alone, on a host whose phase 1 is done
-        lab = Lab(tmp_path / "a", seed=seed, hub=hub, pypi=pypi)
-        node = lab.write_node(hosts[0], "bench-dl")
-        timed(lab, "prepare-server", "--node", str(node), "--yes")
-        results["download_s"], _ = timed(lab, "download-model", "--node", str(node), "--yes")
+        # Three measurements side by side on three fresh hosts, under the same load: the download
+        # alone (`download-model` on a host whose phase 1 is done), the full pipelined deploy, and the
+        # same deploy with --no-pipeline. Downloads are throttled per connection, so they do not
+        # slow each other down; the CPU work (mostly the pipx install) shares the cores alike.
+        labs = {name: Lab(tmp_path / name, seed=seed, hub=hub, pypi=pypi) for name in ("a", "b", "c")}
+        nodes = {"a": labs["a"].write_node(hosts[0], "bench-dl"), "b": labs["b"].write_node(hosts[1], "bench-a"),
+                 "c": labs["c"].write_node(hosts[2], "bench-s")}
 
-        # fresh full deploy, pipelined; then the no-op rerun on the same host
-        hosts[0].reset()
-        lab = Lab(tmp_path / "b", seed=seed, hub=hub, pypi=pypi)
-        node = lab.write_node(hosts[0], "bench-a")
-        results["deploy_s"], _ = timed(lab, "deploy", "--node", str(node), "--yes")
+        def download_alone() -> tuple[float, object]:
+            timed(labs["a"], "prepare-server", "--node", str(nodes["a"]), "--yes")  # not timed
+            return timed(labs["a"], "download-model", "--node", str(nodes["a"]), "--yes")
+
+        jobs = {
+            "download_s": download_alone,
+            "deploy_s": lambda: timed(labs["b"], "deploy", "--node", str(nodes["b"]), "--yes"),
+            "sequential_deploy_s": lambda: timed(labs["c"], "deploy", "--node", str(nodes["c"]), "--yes",
+                                                 "--no-pipeline"),
+        }
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = {k: pool.submit(fn) for k, fn in jobs.items()}
+            for k, f in futures.items():
+                results[k] = f.result()[0]
+
+        # the no-op rerun on the deployed host
+        lab, node = labs["b"], nodes["b"]
         rerun_s, _ = timed(lab, "deploy", "--node", str(node), "--yes")
         run = last_run(lab, "bench-a")
         steps = {s["result"] for s in run["steps"]}
@@ -102,12 +119,6 @@ def main(argv: list[str] | None = None) -> int:
         results["rerun_with_verify_s"] = round(rerun_s, 3)
         results["rerun_remote_commands"] = len(cmds)
         results["rerun_all_skip"] = steps == {"skip"}
-
-        # the same deploy without pipelining, on a fresh host
-        hosts[1].reset()
-        lab = Lab(tmp_path / "c", seed=seed, hub=hub, pypi=pypi)
-        node = lab.write_node(hosts[1], "bench-s")
-        results["sequential_deploy_s"], _ = timed(lab, "deploy", "--node", str(node), "--yes", "--no-pipeline")
 
         # a fleet of fresh hosts in parallel
         for h in hosts[: args.fleet]:

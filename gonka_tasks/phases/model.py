@@ -221,14 +221,6 @@ def start_job(run, py: str) -> None:
     run.remote.run(cmd, what=f"start the model download job ({cfg['MODEL']})")
 
 
-def read_state(run) -> dict:
-    r = run.remote.probe(f"cat {q(job_dir(run) + '/state.json')}")
-    try:
-        return json.loads(r.out) if r.ok and r.out else {}
-    except ValueError:
-        return {}
-
-
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -286,13 +278,27 @@ def ensure_download(run, *, wait: bool) -> None:
     run.model_ready = bool(status["complete"])  # known complete in this run: launch need not ask again
 
 
+def poll_job(run) -> tuple[bool, dict]:
+    """(job process alive, state.json) in one round trip. Liveness is read first: the job writes its
+    final state before it exits, so "not alive" with a "running" state really means it died."""
+    r = run.remote.probe(f"if ( {_job_running_probe(run)} ) >/dev/null 2>&1; then echo alive; else echo gone; fi; "
+                         f"cat {q(job_dir(run) + '/state.json')} 2>/dev/null")
+    first, _, rest = r.stdout.partition("\n")
+    try:
+        state = json.loads(rest) if rest.strip() else {}
+    except ValueError:
+        state = {}
+    return first.strip() == "alive", state if isinstance(state, dict) else {}
+
+
 def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -> None:
     """Follow the job's state.json until complete; a failed job stops with its reason."""
     last_report = 0.0
     pause = 0.2  # back off from fast polls to poll_s: a finished job is noticed at once
     samples: list[tuple[float, int]] = []
+    started = time.monotonic()
     while True:
-        state = read_state(run)
+        alive, state = poll_job(run)
         s = state.get("state")
         now = time.monotonic()
         if s == "complete":
@@ -301,14 +307,13 @@ def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -
         if s == "failed":
             raise DeployError(f"model download failed: {state.get('error', 'see the job log')}",
                               f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
-        if not state and not job_running(run):
-            raise DeployError("the model download job is not running and left no state",
-                              f"see {job_dir(run)}/job.log on the server; rerun to start it again")
-        if s == "running" and not job_running(run):
-            raise DeployError("the model download job died", f"see {job_dir(run)}/job.log; rerun to resume")
+        if not alive and (state or now - started > 10):  # a job just started may not have exec'd yet
+            raise DeployError("the model download job stopped without finishing" + ("" if state else " (no state)"),
+                              f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
         if "done" in state:
             samples = [(t, b) for t, b in samples if now - t < 15] + [(now, int(state["done"]))]
-            rate = (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0]) if len(samples) > 1 and samples[-1][0] > samples[0][0] else 0.0
+            span = samples[-1][0] - samples[0][0]
+            rate = (samples[-1][1] - samples[0][1]) / span if span > 0 else 0.0
             if now - last_report >= report_s:
                 run.log.info(progress_line(state, rate))
                 last_report = now
