@@ -136,10 +136,10 @@ def _phase_task(phase_name: str) -> Callable[[Run], None]:
 
 # ----------------------------------------------------------------------------- tasks
 @node_task()
-def validate(c, node=None, nodes=None, yes=False, accept_new_host_key=False):
+def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
     """Check a node config, SSH access and root rights; show the parameters and ask to proceed."""
     run_task(c, node, nodes, lambda run: run.log.ok("node config valid, SSH and root access work"),
-             {"yes": yes, "accept_new_host_key": accept_new_host_key})
+             {"yes": yes, "plan": plan, "accept_new_host_key": accept_new_host_key})
 
 
 @node_task(
@@ -206,17 +206,18 @@ def launch(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=
 
 
 @node_task(parallel="check this many nodes at the same time")
-def verify(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
+def verify(c, node=None, nodes=None, plan=False, accept_new_host_key=False, parallel=1):
     """Phase 7: check the running host (registration, RPC, dashboard, ML node, GPU, logs, exposure)."""
+    # read-only on the server: --plan changes nothing here (it is accepted like on every task)
     run_task(c, node, nodes, _phase_task("verify"),
-             {"yes": True, "accept_new_host_key": accept_new_host_key, "parallel": parallel}, ask=False)
+             {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key, "parallel": parallel}, ask=False)
 
 
 @node_task(parallel="query this many nodes at the same time")
-def status(c, node=None, nodes=None, accept_new_host_key=False, parallel=1):
+def status(c, node=None, nodes=None, plan=False, accept_new_host_key=False, parallel=1):
     """Read-only: a table of the phases (from live probes), containers, height, disk, model, keys."""
     from .phases.status import status as show  # noqa: PLC0415
-    run_task(c, node, nodes, show, {"yes": True, "accept_new_host_key": accept_new_host_key,
+    run_task(c, node, nodes, show, {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key,
                                     "parallel": parallel}, ask=False)
 
 
