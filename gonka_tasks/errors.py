@@ -54,10 +54,3 @@ class ConnectionLost(DeployError):
         detail = f" ({reason})" if reason else ""
         super().__init__(f"connection lost during {step}{detail}; rerun to continue")
         self.step = step
-
-
-class NotImplementedPhase(DeployError):
-    """A task of the mission whose phase is not built yet: says so and exits 1 (no fake success)."""
-
-    def __init__(self, name: str):
-        super().__init__(f"'{name}' is not implemented yet", "run the phases that exist, see `fab --list`")

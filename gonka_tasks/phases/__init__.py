@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DeployError, NotImplementedPhase
+from ..errors import DeployError
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,6 @@ class Phase:
     name: str
     title: str
     run: Callable
-
-
-def _not_built(name: str) -> Callable:
-    def phase(run) -> None:
-        raise NotImplementedPhase(name)
-    return phase
 
 
 def _lazy(module: str, func: str) -> Callable:

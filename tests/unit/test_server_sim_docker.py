@@ -110,6 +110,8 @@ def test_up_is_idempotent_and_recreates_on_config_change(sim, join):
 
 def test_down_stops_and_removes(sim, join):
     assert sim.sourced(UP_BASE, join).returncode == 0
+    # `up -d` returns once the containers started; the node writes its config on its first start
+    wait_for(lambda: (join / ".inference/config/config.toml").is_file(), what="node's first start")
     pids = [sim.state(n)["pid"] for n in ("tmkms", "node")]
     r = sim.sourced('"$DOCKER" compose down', join)
     assert r.returncode == 0, r.stderr
