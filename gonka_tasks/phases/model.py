@@ -206,10 +206,6 @@ def model_status(run, py: str) -> dict:
     return status
 
 
-def job_running(run) -> bool:
-    return run.remote.probe(_job_running_probe(run)).ok
-
-
 def start_job(run, py: str) -> None:
     cfg = run.cfg
     d = job_dir(run)
@@ -332,9 +328,14 @@ def require_model(run) -> None:
         return
     py = run.remote.probe(_python_probe())
     require(py.ok, "huggingface_hub is not installed on the server", "run `fab download-model` first")
-    if job_running(run):
+    alive, state = poll_job(run)
+    if alive:
         run.log.info("waiting for the model download to finish before launch")
         wait_download(run, py.out)
+    elif state.get("state") == "failed":  # the job started by this deploy (or an earlier one) gave up
+        raise DeployError(f"model download failed: {state.get('error', 'see the job log')}",
+                          f"see {job_dir(run)}/job.log on the server; rerun `fab deploy` (or `fab download-model`) "
+                          "to resume the download")
     status = model_status(run, py.out)
     require(status["complete"], f"model {run.cfg['MODEL']} is not complete on the server "
             f"({len(status['missing'])} missing, {len(status['bad'])} wrong size)", "run `fab download-model`")

@@ -79,11 +79,19 @@ def write_state(state_dir: Path, **fields) -> None:
 
 
 def transient(e: BaseException) -> bool:
-    """Worth another try: 5xx/429 answers, dropped or reset connections, timeouts, short reads."""
-    resp = getattr(e, "response", None)
-    status = getattr(resp, "status_code", None)
-    if isinstance(status, int):
-        return status >= 500 or status == 429
+    """Worth another try: 5xx/429 answers, dropped or reset connections, timeouts, short reads.
+
+    The client wraps HTTP errors (a missing file becomes "not found in the local cache", an
+    OSError), so the whole chain of causes is asked for an HTTP status first: a 404 is final.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status >= 500 or status == 429
+        cause = cause.__cause__ or cause.__context__
     mod = type(e).__module__ or ""
     return isinstance(e, OSError | TimeoutError | ConnectionError) or mod.startswith(("httpx", "httpcore", "requests", "urllib3"))
 

@@ -108,3 +108,16 @@ def test_noop_rerun_is_cheap(lab, sandbox_host):
     deploy_cmds = [c for c in run["commands"] if c["step"] != "verify"]
     assert len(deploy_cmds) <= 20, [c["what"] for c in deploy_cmds]
     assert all(c["kind"] == "probe" for c in run["commands"])
+
+
+def test_failed_download_stops_the_deploy_before_launch(lab, sandbox_host, world):
+    """The download runs alongside phases 3-5; when it fails, launch never starts, and the reason is shown."""
+    world.hub.configure(fail_next_n=1000, fail_status=404, fail_match="/resolve/")
+    node = lab.write_node(sandbox_host, "dl-fail")
+    r = lab.fab("deploy", "--node", str(node), "--yes")
+    assert r.returncode == 1
+    assert "model download failed" in r.stdout
+    assert "FAILED: phase 6 (launch)" in r.stdout  # phases 3-5 ran meanwhile, launch refused
+    run = last_run(lab, "dl-fail")
+    assert {s["phase"] for s in run["steps"] if s["result"] == "done"} >= {"configure", "start-base"}
+    assert not [c for c in sandbox_host.docker_calls() if "docker-compose.mlnode.yml" in c["argv"] and "up" in c["argv"]]
