@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.unit import test_server_sim_support as support
+from tests.unit.test_server_sim_support import wait_for
 
 pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures
@@ -22,16 +23,6 @@ def ps_json(sim, join, *extra):
     r = sim.docker("compose", "ps", "--format", "json", *extra, cwd=join)
     assert r.returncode == 0, r.stderr
     return {row["Service"]: row for row in map(json.loads, r.stdout.splitlines())}
-
-
-def wait_for(pred, timeout=8.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_up_base_services_then_ps_and_call_log(sim, join):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import tomllib
 
 from tests.unit import test_server_sim_support as support
+from tests.unit.test_server_sim_support import wait_for
 
 pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures
@@ -15,16 +15,6 @@ join = support.join
 
 ALL = '"$DOCKER" compose -f docker-compose.yml -f docker-compose.mlnode.yml'
 PEERS = "0123456789abcdef0123456789abcdef01234567@198.51.100.9:5000"
-
-
-def wait_for(pred, timeout=8.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def up_node(sim, join):

@@ -168,6 +168,17 @@ def sim(tmp_path):
         s.kill_all()
 
 
+def wait_for(pred, timeout=8.0, what="condition"):
+    """Poll `pred` until it returns something true (returned), or fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def write_config_env(join: Path, sim: Sim, **over: str) -> None:
     values = {
         "KEY_NAME": "node-a", "KEYRING_PASSWORD": PASSWORD, "API_PORT": "8000", "API_SSL_PORT": "8443",
