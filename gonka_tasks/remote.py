@@ -165,16 +165,6 @@ class Remote:
         )
         return self.run(script, what=what, input=base64.b64encode(data).decode() + "\n", show_output=False)
 
-    def read_file(self, path: str, *, what: str = "") -> str | None:
-        """A remote text file's content, or None when it does not exist."""
-        q = shlex.quote(path)
-        r = self.probe(f"if [ -f {q} ]; then cat {q}; else exit 3; fi", what=what)
-        if r.exit_code == 3:
-            return None
-        if not r.ok:
-            raise RemoteCommandError(what or f"read {path}", f"cat {path}", r.exit_code, r.stderr)
-        return r.stdout
-
     # ------------------------------------------------------------------- batching
     def probe_many(self, probes: dict[str, str], *, what: str = "") -> dict[str, Result]:
         """Run several read-only probes in ONE round trip; each gets its own exit code and stdout.

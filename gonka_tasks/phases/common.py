@@ -32,15 +32,20 @@ def api_shell(run, script: str) -> str:
     return compose(run, f"run --rm --no-deps -T api sh -c {q(script)}")
 
 
-def expected_services(run, files: tuple[str, ...] = COMPOSE_ALL) -> list[str]:
-    """Services of the compose files that run by default, in file order (FactError if unreadable)."""
+def services_of(texts) -> list[str]:
+    """Services of several compose files that run by default, in file order (FactError if unreadable)."""
     from .. import facts  # noqa: PLC0415
 
     services: list[str] = []
-    for name in files:
-        text = run.remote.read_file(f"{run.cfg.join_dir}/{name}") or ""
+    for text in texts:
         services += [s for s in facts.compose_services(text) if s not in services]
     return services
+
+
+def expected_services(run, files: tuple[str, ...] = COMPOSE_ALL) -> list[str]:
+    """Services of the deploy's compose files, read from the server in one round trip."""
+    r = run.remote.probe_many({name: f"cat {q(run.cfg.join_dir + '/' + name)}" for name in files})
+    return services_of(r[name].stdout for name in files)
 
 
 class Snapshot:

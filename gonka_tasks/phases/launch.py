@@ -12,7 +12,7 @@ import time
 from .. import facts, render
 from ..errors import DeployError
 from ..ports import bind_internal_ports, misbound_mappings
-from .common import COMPOSE_ALL, Snapshot, compose, q, require, wait_until
+from .common import COMPOSE_ALL, Snapshot, compose, q, require, services_of, wait_until
 from .model import require_model
 
 INTERNAL_FIXED = (9100, 9200)
@@ -73,9 +73,7 @@ def launch(run) -> None:
     # a rewritten mapping only takes effect when compose recreates the container
     rebound = bind_ports(run, snap)
     try:
-        services: list[str] = []
-        for name in COMPOSE_ALL:
-            services += [s for s in facts.compose_services(snap[name].stdout) if s not in services]
+        services = services_of(snap[name].stdout for name in COMPOSE_ALL)
     except facts.FactError as e:
         raise DeployError(f"cannot read the compose files in {cfg.join_dir}: {e}") from None
     require(bool(services), "no services found in the compose files", "check the gonka checkout")

@@ -111,10 +111,13 @@ def recover_pending(run, pending_out: str | None = None) -> None:
         pending_out = run.remote.probe(f"test -f {q(p)} && echo present; test -f {q(p + '.rc')} && cat {q(p + '.rc')}").out
     if "present" not in pending_out:
         return
-    if len(pending_out.split()) < 2:  # still being written by the creating process
+    words = pending_out.split()
+    if len(words) >= 2:
+        rc = words[1]
+    else:  # still being written by the creating process
         wait_until(run, "warm key creation", lambda: (run.remote.probe(f"test -f {q(p + '.rc')}").ok, "running"),
                    deadline_s=120)
-    rc = run.remote.probe(f"cat {q(p + '.rc')}").out
+        rc = run.remote.probe(f"cat {q(p + '.rc')}").out
     # the output holds the mnemonic: read it without logging it
     out = run.remote.probe(f"cat {q(p)}", quiet=True, log_output=False).stdout
     try:

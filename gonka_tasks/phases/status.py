@@ -13,6 +13,7 @@ from .. import chaincfg, facts, render
 from ..artefacts import read_artefact
 from ..httpclient import HttpError, request
 from .common import COMPOSE_ALL, compose, q
+from .launch import launch_hash_cmd
 from .services import RPC_STATUS, participant_url
 
 
@@ -32,8 +33,7 @@ def gather(run) -> dict:
         "ps": compose(run, "ps -a --format json", COMPOSE_ALL, source_env=False),
         "app": f"cat {join}/.inference/config/app.toml",
         "peers": f"grep -m1 '^persistent_peers' {join}/.inference/config/config.toml",
-        "launched": f"cd {join} && cat config.env node-config.json {' '.join(COMPOSE_ALL)} | sha256sum | cut -d' ' -f1; "
-                    f"cat {q(cfg.state_dir + '/launched.sha256')}",
+        "launched": f"{launch_hash_cmd(run)}; cat {q(cfg.state_dir + '/launched.sha256')}",
         "rpc": RPC_STATUS,
     }, what="server state")
     try:
