@@ -1,25 +1,32 @@
-"""Chaos convergence: full deploys killed at a random moment, then rerun to completion.
+"""Chaos convergence: full deploys hit by a fault at one of their changing steps, then rerun to completion.
 
 Run as root from the repository root::
 
-    python -m bench.chaos [--iterations 20] [--seed N] [--span S] [--replay K] [--keep]
+    python -m bench.chaos [--iterations 20] [--seed N] [--replay K] [--keep]
+
+The first run is an uninterrupted reference deploy: it records the steps that change the server
+(`last_run.json`), the irreversible ones among them (mkfs, mount, fstab, `keys add`, the
+registration), and the state fingerprint the iterations are compared with.
 
 Each iteration starts from a pristine sandbox host and a reset simulated world, starts
-`fab deploy --yes` as a user would, and after a random delay within the typical deploy
-duration kills either the deployer process (SIGKILL) or the SSH session serving it (the sshd
-session processes inside the host, by PID; killed between two commands, the connection is
-simply reopened by Fabric for the next one and the run may still succeed: a note, not a
-failure). It then reruns `fab deploy --yes` until it succeeds (it should need exactly one
-rerun) and checks that the end state is the one an uninterrupted deploy leaves (see
-`state_problems`). The random seed is printed first; every
-iteration's kill point is derived from (seed, iteration) alone, so
-``--seed N --replay K --span S`` repeats iteration K of an earlier run (same kill kind and
-delay; the moment still depends on timing). A table goes to stdout and every result to
-bench/chaos_results.json.
+`fab deploy --yes` as a user would and, when the console shows the chosen step (`[CHECK]` just
+before it, `[EXEC]` during it, `[OK]` just after it), applies one fault:
 
-The first run is an uninterrupted reference deploy: it measures the deploy duration (the span
-the kill delays are drawn from, unless --span is given) and records the state fingerprint the
-iterations are compared with.
+- ``deployer``: SIGKILL of the deployer process;
+- ``ssh``: SIGKILL of the SSH session serving it (its sshd processes inside the host, by PID);
+- ``command``: the next remote command fails once (the host's fault hook: it prints an error and
+  exits 1 without running), whatever it is: a probe (the key probe among them) or an action;
+- ``disk-full``: the data disk fills to the last block (as a model download bigger than the disk
+  would); the operator frees the space before rerunning.
+
+Steps are drawn as a random permutation of the changing steps (each equally likely; with fewer
+iterations than steps, the irreversible ones are kept in), kinds in a shuffled balanced order,
+moments uniformly. Then `fab deploy --yes` reruns until it succeeds (one rerun should do) and the
+end state must be an uninterrupted deploy's (`state_problems`): `keys add` and mkfs at most once,
+the mnemonic saved locally, one registration, one fstab line. The seed is printed first; every
+plan follows from (seed, reference steps) alone, so ``--seed N --replay K`` repeats iteration K.
+A table goes to stdout and every result, with how often each irreversible step was hit, to
+bench/chaos_results.json.
 
 The end-to-end test tests/e2e/test_chaos.py runs a few iterations with the same code.
 """
@@ -56,12 +63,17 @@ from gonka_tasks.sandbox import lab as lablib  # noqa: E402
 MOUNT = "/mnt/ssd"
 JOIN = f"{MOUNT}/gonka/deploy/join"
 STATE_DIR = f"{MOUNT}/.gonka-deploy"
+PENDING_DIR = "/var/lib/gonka-deploy"  # keys add's output until it is saved locally (system disk)
 DISK = "/dev/vdc"
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.mlnode.yml")
 MKFS_LOG = "/var/log/gonka-sim/mkfs-calls.log"
-DEFAULT_SPAN = 25.0  # seconds of a fresh sandbox deploy (measured: 20-25 s)
-KILL_KINDS = ("deployer", "ssh")
+FAULT_KINDS = ("deployer", "ssh", "command", "disk-full")
+MOMENTS = ("before", "during", "after")
+# steps that cannot be undone: formatting, mounting and fstab, the key, the registration
+IRREVERSIBLE = re.compile(r"^(ext4 filesystem on |/etc/fstab entry for |\S+ mounted at |warm key |participant registered)")
 MAX_RERUNS = 3  # one should do; more are recorded as a problem
+FAIL_NEXT = "/var/lib/gonka-sim/fail-next-command"  # armed: the host's fault hook fails the next SSH command
+FILLER = f"{MOUNT}/.gonka-sim-filler"
 RUN_TIMEOUT = 300.0
 EXIT_AFTER_KILL = 120.0  # a deployer whose SSH session died must give up within this
 RESULTS = Path(__file__).resolve().parent / "chaos_results.json"
@@ -72,23 +84,42 @@ PHASE_RE = re.compile(r"=== phase (\d+): (\S+)")
 STEP_RE = re.compile(r"\[(CHECK|EXEC)\] (.*)")
 
 
-# ------------------------------------------------------------------------- kill plans
+# ------------------------------------------------------------------------ fault plans
 @dataclass(frozen=True)
-class KillPlan:
-    """Where iteration `iteration` kills: `kind` at `fraction` of the deploy span."""
+class FaultPlan:
+    """Iteration `iteration` applies `kind` at `step` (a changing step's name), `moment` it runs."""
 
     iteration: int
     kind: str
-    fraction: float
+    step: str
+    moment: str
 
-    def delay(self, span: float) -> float:
-        return round(self.fraction * span, 2)
+    def trigger(self) -> str:
+        """The console line that marks the moment (a regex)."""
+        level = {"before": "CHECK", "during": "EXEC", "after": "OK"}[self.moment]
+        return rf"\[{level}\] {re.escape(self.step)}$"
 
 
-def kill_plan(seed: int, iteration: int) -> KillPlan:
-    """The kill point of one iteration, from the seed and its number only (replayable)."""
-    rng = random.Random(seed * 1_000_003 + iteration)
-    return KillPlan(iteration, rng.choice(KILL_KINDS), round(rng.uniform(0.02, 0.98), 4))
+def fault_plans(seed: int, steps: list[str], irreversible: list[str], iterations: int) -> list[FaultPlan]:
+    """The plans of a run, from the seed and the reference deploy's changing steps alone."""
+    rng = random.Random(seed)
+    order: list[str] = []
+    while len(order) < iterations:
+        block = list(steps)
+        rng.shuffle(block)
+        order += block
+    order = order[:iterations]
+    # with fewer iterations than steps, every irreversible step still gets its turn
+    missing = [s for s in irreversible if s not in order and s in steps]
+    spare = [i for i, s in enumerate(order) if s not in irreversible]
+    for step, i in zip(missing, rng.sample(spare, min(len(spare), len(missing))), strict=False):
+        order[i] = step
+    kinds: list[str] = []
+    while len(kinds) < iterations:
+        block = list(FAULT_KINDS)
+        rng.shuffle(block)
+        kinds += block
+    return [FaultPlan(i, kinds[i], order[i], rng.choice(MOMENTS)) for i in range(iterations)]
 
 
 def chaos_seed(value: str | int | None = None) -> int:
@@ -96,6 +127,15 @@ def chaos_seed(value: str | int | None = None) -> int:
     if value is None or value == "":
         value = os.environ.get("GONKA_CHAOS_SEED") or ""
     return int(value) if str(value).strip() else random.SystemRandom().randrange(1, 10**9)
+
+
+def changing_steps(run: dict) -> list[str]:
+    """Names of the steps a run changed something in (its last_run.json), in order."""
+    return list(dict.fromkeys(s["name"] for s in run["steps"] if s["result"] == "done"))
+
+
+def irreversible_steps(steps: list[str]) -> list[str]:
+    return [s for s in steps if IRREVERSIBLE.search(s)]
 
 
 # ---------------------------------------------------------------------- fab in the background
@@ -381,9 +421,10 @@ def state_problems(host, lab: lablib.Lab, seed, name: str) -> list[str]:
     mode = host.run(["stat", "-c", "%a", f"{JOIN}/config.env"], check=False).stdout.strip()
     if mode != "600":
         problems.append(f"config.env on the server has mode {mode}, want 600")
-    leftovers = host.run(f"ls -A {STATE_DIR} 2>/dev/null | grep -E 'pending|\\.rc$' || true", check=False).stdout.split()
+    leftovers = host.run(f"ls -A {STATE_DIR} {PENDING_DIR} 2>/dev/null | grep -E 'pending|keys-add|\\.rc$' || true",
+                         check=False).stdout.split()
     if leftovers:
-        problems.append(f"leftover markers in {STATE_DIR}: {leftovers}")
+        problems.append(f"leftover markers in {STATE_DIR} or {PENDING_DIR}: {leftovers}")
     remote_tmp = host.run(f"find {MOUNT} /etc -name '*.tmp' 2>/dev/null || true", check=False, timeout=60).stdout.split()
     if remote_tmp:
         problems.append(f"*.tmp left on the server: {remote_tmp[:5]}")
@@ -427,12 +468,13 @@ def fingerprint_problems(got: dict, reference: dict | None) -> list[str]:
 class IterationResult:
     iteration: int
     kind: str
-    planned_s: float
-    killed_s: float | None = None  # None: the deploy finished before the kill
+    step: str
+    moment: str
+    hit: bool = False  # the console showed the moment and the fault was applied there
+    hit_s: float | None = None
     phase: str = ""
-    step: str = ""
-    killed_rc: int | None = None
-    killed_exit: str = ""  # how the killed run ended (its ERROR line)
+    first_rc: int | None = None
+    first_exit: str = ""  # how the faulted run ended (its ERROR line)
     killed_pids: list[int] = field(default_factory=list)  # sshd session processes killed in the host
     reruns: list[int | None] = field(default_factory=list)
     rerun_s: float = 0.0
@@ -450,42 +492,86 @@ def deploy_args(node: Path) -> list[str]:
     return ["deploy", "--node", str(node), "--yes"]
 
 
-def run_iteration(host, lab: lablib.Lab, seed, plan: KillPlan, span: float, name: str = "chaos",
+def arm_command_failure(host) -> None:
+    host.run(f"mkdir -p {Path(FAIL_NEXT).parent} && rm -f /var/lib/gonka-sim/failed-command && touch {FAIL_NEXT}")
+
+
+def failed_command(host) -> str:
+    r = host.run(["cat", "/var/lib/gonka-sim/failed-command"], check=False)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def fill_data_disk(host) -> None:
+    """Fill the data disk to its last block (the simulated server software's own filler)."""
+    host.run(["python3", "-I", "-c", "import sys; sys.path.insert(0, '/usr/local/lib/gonka-sim'); "
+              f"from gonkasim import simenv; simenv.fill_filesystem({MOUNT!r})"], timeout=120)
+
+
+def data_disk_mounted(host) -> bool:
+    return host.run(["findmnt", "-n", "--mountpoint", MOUNT], check=False).returncode == 0
+
+
+def apply_fault(host, fab: FabProcess, plan: FaultPlan, res: IterationResult) -> None:
+    """The fault of `plan`, now."""
+    if plan.kind == "deployer":
+        fab.kill()
+    elif plan.kind == "ssh":
+        res.killed_pids = kill_ssh_sessions(host)
+        if not res.killed_pids:
+            res.notes.append("no SSH session was open at that moment")
+        time.sleep(0.2)
+        if survivors := set(res.killed_pids) & set(ssh_session_pids(host)):
+            res.problems.append(f"sshd session process(es) {sorted(survivors)} survived SIGKILL")
+    elif plan.kind == "command":
+        arm_command_failure(host)
+    elif plan.kind == "disk-full":
+        if not data_disk_mounted(host):  # nothing to fill yet: as soon as the disk is there
+            fab.wait_for(rf"\[(OK|SKIP)\] \S+ mounted at {re.escape(MOUNT)}")
+        if data_disk_mounted(host):
+            fill_data_disk(host)
+        else:
+            res.notes.append("the data disk was never mounted in this run: nothing to fill")
+
+
+def first_run_problems(fab: FabProcess, plan: FaultPlan, rc: int | None) -> list[str]:
+    """A faulted run ends cleanly: one ERROR line and no traceback (or it absorbed the fault)."""
+    out = fab.output
+    if plan.kind == "deployer" or rc == 0:
+        return []
+    if rc is None:
+        return [f"the {plan.kind} fault left the deployer running for {EXIT_AFTER_KILL:.0f} s"]
+    problems = ["the faulted run printed a traceback"] if "Traceback" in out else []
+    if "[ERROR]" not in out:
+        problems.append(f"the faulted run ended (rc {rc}) without an ERROR line")
+    if plan.kind == "ssh" and "rerun to continue" not in out:
+        problems.append("the run whose SSH session died ended without 'rerun to continue'")
+    return problems
+
+
+def run_iteration(host, lab: lablib.Lab, seed, plan: FaultPlan, name: str = "chaos",
                   reference: dict | None = None) -> IterationResult:
-    """One chaos iteration on a pristine host and world: deploy, kill, rerun, check."""
+    """One chaos iteration on a pristine host and world: deploy, fault, rerun, check."""
     t0 = time.monotonic()
     instrument(host)
     node = lab.write_node(host, name)
-    res = IterationResult(plan.iteration, plan.kind, plan.delay(span))
+    res = IterationResult(plan.iteration, plan.kind, plan.step, plan.moment)
     fab = FabProcess(lab, *deploy_args(node))
-    if not fab.finished_within(plan.delay(span)):
-        res.phase, res.step = fab.position()
-        res.killed_s = round(fab.elapsed(), 2)
-        if plan.kind == "deployer":
-            fab.kill()
-        else:
-            res.killed_pids = kill_ssh_sessions(host)
-            if not res.killed_pids:
-                res.problems.append("no SSH session found to kill")
-            time.sleep(0.2)
-            if survivors := set(res.killed_pids) & set(ssh_session_pids(host)):
-                res.problems.append(f"sshd session process(es) {sorted(survivors)} survived SIGKILL")
-        res.killed_rc = fab.wait(EXIT_AFTER_KILL)
-        if res.killed_rc is None:
-            res.problems.append(f"the deployer did not exit within {EXIT_AFTER_KILL:.0f} s after its SSH session died")
-        last = [t for _, t in fab.lines if "[ERROR]" in t]
-        res.killed_exit = (last[0].split("[ERROR]", 1)[1].strip() if last else "")[:160]
-        if plan.kind == "ssh" and res.killed_rc is not None:
-            if "Traceback" in fab.output:
-                res.problems.append("the run whose SSH session died printed a traceback")
-            if res.killed_rc == 0:  # it had nothing left that needed the connection
-                res.notes.append("the run whose SSH session died still succeeded")
-            elif "rerun to continue" not in fab.output:
-                res.problems.append(f"the run whose SSH session died ended without 'rerun to continue': "
-                                    f"{res.killed_exit or fab.output[-300:]}")
+    if fab.wait_for(plan.trigger()):
+        res.hit, res.hit_s = True, round(fab.elapsed(), 2)
+        res.phase = fab.position()[0]
+        apply_fault(host, fab, plan, res)
     else:
-        res.killed_rc = fab.wait()
-        res.phase = "finished"
+        res.notes.append(f"the run never showed {plan.moment} {plan.step!r}")
+    res.first_rc = fab.wait(EXIT_AFTER_KILL if plan.kind != "command" else RUN_TIMEOUT)
+    errors = [t for _, t in fab.lines if "[ERROR]" in t]
+    res.first_exit = (errors[0].split("[ERROR]", 1)[1].strip() if errors else "")[:200]
+    res.problems += first_run_problems(fab, plan, res.first_rc)
+    if plan.kind == "command" and res.hit:
+        what = failed_command(host)
+        res.notes.append(f"failed command: {what[:120]!r}" if what else "no command ran after the fault was armed")
+        host.run(f"rm -f {FAIL_NEXT}")
+    if plan.kind == "disk-full":
+        host.run(["rm", "-f", FILLER])  # the operator frees the space, as the error says
     created = fs_created(host)
     t1 = time.monotonic()
     for _ in range(MAX_RERUNS):
@@ -494,8 +580,8 @@ def run_iteration(host, lab: lablib.Lab, seed, plan: KillPlan, span: float, name
         res.reruns.append(rc)
         if rc == 0:
             break
-        errors = [t.split("[ERROR]", 1)[1].strip() for _, t in rerun.lines if "[ERROR]" in t]
-        res.problems.append(f"rerun {len(res.reruns)} failed (rc {rc}): {(errors[0] if errors else rerun.output[-300:])[:300]}")
+        errs = [t.split("[ERROR]", 1)[1].strip() for _, t in rerun.lines if "[ERROR]" in t]
+        res.problems.append(f"rerun {len(res.reruns)} failed (rc {rc}): {(errs[0] if errs else rerun.output[-300:])[:300]}")
     res.rerun_s = round(time.monotonic() - t1, 2)
     if res.reruns[-1] != 0:
         res.problems.append(f"no convergence after {MAX_RERUNS} reruns")
@@ -510,16 +596,20 @@ def run_iteration(host, lab: lablib.Lab, seed, plan: KillPlan, span: float, name
     return res
 
 
-def replay_hint(seed: int, plan: KillPlan, span: float) -> str:
-    return f"python -m bench.chaos --seed {seed} --replay {plan.iteration} --span {span:g}"
+def replay_hint(seed: int, plan: FaultPlan) -> str:
+    return f"python -m bench.chaos --seed {seed} --replay {plan.iteration}"
 
 
 def describe(res: IterationResult) -> str:
     """One line for logs and assertion messages."""
-    where = f"killed at {res.killed_s} s in phase {res.phase or '-'} ({res.step or '-'})" if res.killed_s is not None \
-        else "finished before the kill"
-    return (f"iteration {res.iteration}: {res.kind} kill planned at {res.planned_s} s, {where}; killed run rc "
-            f"{res.killed_rc}; reruns {res.reruns} in {res.rerun_s} s")
+    where = (f"hit {res.moment} {res.step!r} at {res.hit_s} s (phase {res.phase or '-'})" if res.hit
+             else f"never reached {res.moment} {res.step!r}")
+    return (f"iteration {res.iteration}: {res.kind} fault, {where}; first run rc {res.first_rc}; "
+            f"reruns {res.reruns} in {res.rerun_s} s")
+
+
+def irreversible_hits(results: list[IterationResult], irreversible: list[str]) -> dict[str, int]:
+    return {step: sum(1 for r in results if r.hit and r.step == step) for step in irreversible}
 
 
 # ---------------------------------------------------------------------------- the world
@@ -566,14 +656,14 @@ def new_lab(tmp: Path, label: str, seed, hub, pypi) -> lablib.Lab:
 
 # ------------------------------------------------------------------------------------ main
 def print_table(results: list[IterationResult]) -> None:
-    head = f"{'#':>3} {'kind':<8} {'plan s':>6} {'kill s':>6}  {'phase':<18} {'step':<38} {'rc':>4} {'reruns':<8} " \
+    head = f"{'#':>3} {'fault':<9} {'moment':<6} {'step':<44} {'hit s':>6} {'rc':>4} {'reruns':<8} " \
            f"{'rerun s':>7} {'total s':>7}  result"
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r.iteration:>3} {r.kind:<8} {r.planned_s:>6.1f} {('-' if r.killed_s is None else f'{r.killed_s:.1f}'):>6}  "
-              f"{r.phase[:18]:<18} {r.step[:38]:<38} {str(r.killed_rc):>4} {','.join(map(str, r.reruns)):<8} "
-              f"{r.rerun_s:>7.1f} {r.total_s:>7.1f}  {'ok' if r.ok else 'FAIL'}")
+        print(f"{r.iteration:>3} {r.kind:<9} {r.moment:<6} {r.step[:44]:<44} "
+              f"{('-' if r.hit_s is None else f'{r.hit_s:.1f}'):>6} {str(r.first_rc):>4} "
+              f"{','.join(map(str, r.reruns)):<8} {r.rerun_s:>7.1f} {r.total_s:>7.1f}  {'ok' if r.ok else 'FAIL'}")
         for p in r.problems:
             print(f"      - {p}")
 
@@ -581,11 +671,9 @@ def print_table(results: list[IterationResult]) -> None:
 def main(argv: list[str] | None = None) -> int:
     from gonka_tasks.sandbox import host as sandbox  # noqa: PLC0415
 
-    p = argparse.ArgumentParser(description="Deploys killed at random moments must converge on rerun.")
+    p = argparse.ArgumentParser(description="Deploys hit by a fault at a changing step must converge on rerun.")
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--seed", default=None, help="random seed (default: $GONKA_CHAOS_SEED or a fresh one)")
-    p.add_argument("--span", type=float, default=None,
-                   help="seconds the kill delays are drawn from (default: measured by a reference deploy)")
     p.add_argument("--replay", type=int, default=None, help="run only this iteration of the seed")
     p.add_argument("--idx", type=int, default=sandbox.first_index() + 45, help="sandbox host index")
     p.add_argument("--keep", action="store_true", help="keep every iteration's workdir (default: failed ones)")
@@ -608,41 +696,46 @@ def main(argv: list[str] | None = None) -> int:
         kill_started()
 
 
+def reference_deploy(host, seed, hub, pypi, tmp: Path) -> tuple[dict, list[str], float] | None:
+    """An uninterrupted deploy: (state fingerprint, changing steps, seconds); None when it fails."""
+    reset_world(seed, hub)
+    lab = new_lab(tmp, "reference", seed, hub, pypi)
+    instrument(host)
+    node = lab.write_node(host, "chaos")
+    t0 = time.monotonic()
+    ref = FabProcess(lab, *deploy_args(node))
+    rc = ref.wait()
+    if rc != 0:
+        print(f"the reference deploy failed (rc {rc}):\n{ref.output[-3000:]}", file=sys.stderr)
+        return None
+    bad = state_problems(host, lab, seed, "chaos")
+    if bad:
+        print("the uninterrupted reference deploy does not pass the checks:\n  " + "\n  ".join(bad))
+        return None
+    steps = changing_steps(json.loads((lab.nodes / "chaos" / "last_run.json").read_text()))
+    return fingerprint(host, lab, "chaos"), steps, time.monotonic() - t0
+
+
 def _main(args, seed_value: int, tmp: Path) -> int:
     from gonka_tasks.sandbox import host as sandbox  # noqa: PLC0415
 
     results: list[IterationResult] = []
-    reference: dict | None = None
-    span = args.span
     t_start = time.monotonic()
     with chaos_world(sandbox.base_dir(), args.idx, tmp) as (host, seed, hub, pypi):
-        if span is None or args.replay is None:
-            reset_world(seed, hub)
-            lab = new_lab(tmp, "reference", seed, hub, pypi)
-            instrument(host)
-            node = lab.write_node(host, "chaos")
-            t0 = time.monotonic()
-            ref = FabProcess(lab, *deploy_args(node))
-            rc = ref.wait()
-            measured = time.monotonic() - t0
-            if rc != 0:
-                print(f"the reference deploy failed (rc {rc}):\n{ref.output[-3000:]}", file=sys.stderr)
-                return 1
-            bad = state_problems(host, lab, seed, "chaos")
-            if bad:
-                print("the uninterrupted reference deploy does not pass the checks:\n  " + "\n  ".join(bad))
-                return 1
-            reference = fingerprint(host, lab, "chaos")
-            print(f"reference deploy: {measured:.1f} s, state checks pass", flush=True)
-            span = span or round(measured, 1)
-        print(f"kill delays drawn from 0-{span:g} s", flush=True)
-        todo = [args.replay] if args.replay is not None else list(range(args.iterations))
-        for i in todo:
-            plan = kill_plan(seed_value, i)
+        ref = reference_deploy(host, seed, hub, pypi, tmp)
+        if ref is None:
+            return 1
+        reference, steps, seconds = ref
+        irreversible = irreversible_steps(steps)
+        print(f"reference deploy: {seconds:.1f} s, {len(steps)} changing steps ({len(irreversible)} irreversible), "
+              "state checks pass", flush=True)
+        plans = fault_plans(seed_value, steps, irreversible, max(args.iterations, (args.replay or 0) + 1))
+        todo = [plans[args.replay]] if args.replay is not None else plans[:args.iterations]
+        for plan in todo:
             host.reset()
             reset_world(seed, hub)
-            lab = new_lab(tmp, f"it{i:02d}", seed, hub, pypi)
-            res = run_iteration(host, lab, seed, plan, span, reference=reference)
+            lab = new_lab(tmp, f"it{plan.iteration:02d}", seed, hub, pypi)
+            res = run_iteration(host, lab, seed, plan, reference=reference)
             results.append(res)
             print(("ok   " if res.ok else "FAIL ") + describe(res), flush=True)
             for prob in res.problems:
@@ -652,14 +745,17 @@ def _main(args, seed_value: int, tmp: Path) -> int:
             if res.ok and not args.keep:
                 shutil.rmtree(lab.workdir, ignore_errors=True)
             elif not res.ok:
-                print(f"       workdir kept: {lab.workdir}; replay: {replay_hint(seed_value, plan, span)}", flush=True)
+                print(f"       workdir kept: {lab.workdir}; replay: {replay_hint(seed_value, plan)}", flush=True)
     total = time.monotonic() - t_start
+    hits = irreversible_hits(results, irreversible)
     print()
-    print(f"chaos seed {seed_value}, span {span:g} s, {len(results)} iteration(s), "
-          f"{sum(r.ok for r in results)} converged, {total:.0f} s in all")
+    print(f"chaos seed {seed_value}, {len(results)} iteration(s), {sum(r.ok for r in results)} converged, "
+          f"{total:.0f} s in all")
+    print("irreversible steps hit: " + ", ".join(f"{k!r} x{v}" for k, v in hits.items()))
     print_table(results)
     args.results.write_text(json.dumps({
-        "seed": seed_value, "span_s": span, "seconds": round(total, 1),
+        "seed": seed_value, "seconds": round(total, 1), "reference_s": round(seconds, 1),
+        "changing_steps": steps, "irreversible_steps": irreversible, "irreversible_hits": hits,
         "converged": sum(r.ok for r in results),
         "iterations": [asdict(r) for r in results],
     }, indent=1) + "\n")

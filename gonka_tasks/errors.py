@@ -19,6 +19,11 @@ class DeployError(Exception):
         return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
 
 
+class MissingPrerequisite(DeployError):
+    """A phase needs what an earlier phase makes (a mounted disk, config.env). In plan mode this is
+    where the plan ends; every other DeployError is a refusal the real run would meet too."""
+
+
 class ConfigError(DeployError):
     """The node config is invalid; `problems` holds one line per problem, all reported at once."""
 

@@ -80,8 +80,41 @@ class DiskFacts:
     exists: bool
     signature: dict[str, str]          # blkid -p: TYPE / UUID / PTTYPE
     device: BlockDevice | None         # lsblk of the device, with children
-    root_disks: set[str]               # disks holding / and /boot
+    root_disks: set[str]               # disks holding /, /boot and /boot/efi
     mounted_at: list[str]              # where the device (or a child) is mounted
+    root_unknown: list[str] = field(default_factory=list)  # system mounts whose disk could not be told
+
+
+# One line per system mount point: `disk <mount> <name>` for each disk under it (`lsblk -s` walks from
+# the filesystem down through partitions, LVM or RAID to the disks; -r prints no tree drawing),
+# `nodev <mount> <source>` when it is not on a block device (overlay, ZFS), `unknown ...` when lsblk
+# cannot tell; a mount point that does not exist prints nothing. DONE ends a complete answer.
+ROOT_DISKS_PROBE = (
+    "for m in / /boot /boot/efi; do "
+    's=$(findmnt -n -v -o SOURCE --mountpoint "$m" 2>/dev/null) || continue; '
+    's=$(printf "%s\\n" "$s" | tail -n 1); '
+    'case "$s" in /dev/*) ;; *) echo "nodev $m $s"; continue ;; esac; '
+    'd=$(lsblk -n -r -s -o NAME,TYPE "$s" 2>/dev/null | awk \'$2=="disk"{print $1}\'); '
+    'if [ -n "$d" ]; then for x in $d; do echo "disk $m $x"; done; else echo "unknown $m $s"; fi; '
+    "done; echo DONE"
+)
+
+
+def parse_root_disks(text: str) -> tuple[set[str], list[str]]:
+    """ROOT_DISKS_PROBE's output -> (disk names under the system mounts, mounts that are unknown)."""
+    disks: set[str] = set()
+    unknown: list[str] = []
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[-1] != ["DONE"]:
+        return disks, ["the system disk probe gave no complete answer"]
+    for words in lines[:-1]:
+        if len(words) == 3 and words[0] == "disk":
+            disks.add(words[2])
+        elif len(words) >= 3 and words[0] == "unknown":
+            unknown.append(f"{words[1]} ({' '.join(words[2:])})")
+        elif not (len(words) >= 3 and words[0] == "nodev"):
+            unknown.append(f"unexpected line {' '.join(words)[:80]!r}")
+    return disks, unknown
 
 
 def disk_facts(exists_rc: int, blkid_out: str, lsblk_out: str, rootdisk_out: str) -> DiskFacts:
@@ -97,8 +130,8 @@ def disk_facts(exists_rc: int, blkid_out: str, lsblk_out: str, rootdisk_out: str
             d = stack.pop()
             mounted += d.mountpoints
             stack += d.children
-    roots = {ln.strip() for ln in rootdisk_out.splitlines() if ln.strip()}
-    return DiskFacts(True, parse_blkid_export(blkid_out), device, roots, mounted)
+    roots, unknown = parse_root_disks(rootdisk_out)
+    return DiskFacts(True, parse_blkid_export(blkid_out), device, roots, mounted, unknown)
 
 
 @dataclass
@@ -117,6 +150,9 @@ def decide_disk(f: DiskFacts, disk: str, mount_point: str, recorded_uuid: str | 
     if f.device and (f.device.name in f.root_disks or name in f.root_disks):
         return DiskDecision("error", f"{disk} holds the root or boot filesystem; refusing to touch it",
                             found="system disk")
+    if f.root_unknown:
+        return DiskDecision("error", f"cannot tell which disk holds {', '.join(f.root_unknown)}, so {disk} cannot "
+                            "be shown not to be the system disk", found="system disk unknown")
     sig = f.signature
     kids = f.device.children if f.device else []
     if kids:
@@ -142,6 +178,69 @@ def decide_disk(f: DiskFacts, disk: str, mount_point: str, recorded_uuid: str | 
         return DiskDecision("error", f"{disk} holds an ext4 filesystem {uuid} that this deploy did not create ({rec})",
                             uuid=uuid, found="ext4")
     return DiskDecision("error", f"{disk} holds a {fstype} filesystem", uuid=uuid, found=fstype)
+
+
+# ---------------------------------------------------------------------------- mount point
+@dataclass
+class MountPointDecision:
+    ok: bool
+    reason: str
+
+
+# The mount point as the server sees it: `realpath -m` (symlinks followed), then its kind, then
+# (for a directory) its entries and a marker; fields separated by MP_SEP lines.
+MP_SEP = "__GD_MP__"
+
+
+def mount_point_probe(mount_point: str) -> str:
+    from shlex import quote  # noqa: PLC0415
+
+    m = quote(mount_point)
+    return (f"realpath -m -- {m}; echo {MP_SEP}; "
+            f"if [ -L {m} ]; then echo symlink; elif [ -d {m} ]; then echo dir; elif [ -e {m} ]; then echo other; "
+            f"else echo missing; fi; echo {MP_SEP}; "
+            f"if [ -d {m} ]; then ls -A -- {m} && echo {MP_SEP}; fi")
+
+
+def decide_mount_point(mount_point: str, probe_out: str, mounted: list[dict[str, str]], disk: str,
+                       our_uuids: set[str]) -> MountPointDecision:
+    """Mount the data disk at `mount_point` only if the server shows it is safe: the path resolves to
+    itself (no symlink leads elsewhere), is no system directory, and is missing, an empty directory,
+    or already the mount point of our disk. Anything unclear is a refusal."""
+    from .paths import system_dir  # noqa: PLC0415
+
+    parts: list[list[str]] = [[]]
+    for line in probe_out.splitlines():
+        if line.strip() == MP_SEP:
+            parts.append([])
+        else:
+            parts[-1].append(line)
+    if len(parts) < 3:
+        return MountPointDecision(False, f"cannot read the state of {mount_point} on the server")
+    real, kind = "\n".join(parts[0]).strip(), "\n".join(parts[1]).strip()
+    if real != mount_point:
+        where = system_dir(real)
+        what = f"the system directory {where}" if where else real
+        return MountPointDecision(False, f"{mount_point} resolves to {what} on the server (a symlink on the way)")
+    if system_dir(real):
+        return MountPointDecision(False, f"{mount_point} is the system directory {system_dir(real)}")
+    if mounted:
+        top = mounted[-1]
+        if top.get("SOURCE") == disk or top.get("UUID") in our_uuids:
+            return MountPointDecision(True, f"already the mount point of {disk}")
+        return MountPointDecision(False, f"{mount_point} is already a mount point of {top.get('SOURCE')} "
+                                         f"({top.get('FSTYPE')}), not of {disk}")
+    if kind == "missing":
+        return MountPointDecision(True, f"{mount_point} does not exist yet")
+    if kind != "dir":
+        return MountPointDecision(False, f"{mount_point} exists and is not a directory ({kind or 'unknown'})")
+    if len(parts) < 4:
+        return MountPointDecision(False, f"cannot list {mount_point} on the server")
+    entries = [e for e in parts[2] if e.strip()]
+    if entries:
+        return MountPointDecision(False, f"{mount_point} is not empty ({', '.join(entries[:3])}"
+                                         f"{'...' if len(entries) > 3 else ''}): mounting would hide those files")
+    return MountPointDecision(True, f"{mount_point} is an empty directory")
 
 
 # --------------------------------------------------------------------------------- fstab
@@ -310,6 +409,23 @@ def parse_keys_add(text: str) -> NewKey:
     return NewKey(addr, mnemonic)
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_uuid(text: str | None) -> bool:
+    """A filesystem UUID as blkid prints it (and nothing else: it is pasted into mkfs/mount commands)."""
+    return bool(text and _UUID.fullmatch(text))
+
+
+def is_address(text: str) -> bool:
+    return bool(_ADDRESS.fullmatch(text))
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """A value read from a file or the server, safe to put in a message: one line, escaped, cut short."""
+    return text[:limit].encode("unicode_escape").decode("ascii") + ("..." if len(text) > limit else "")
+
+
 def parse_address(text: str) -> str | None:
     """The first gonka1... address in a text (`keys show -a`)."""
     m = _ADDRESS.search(text)
@@ -333,3 +449,106 @@ def parse_kv_lines(text: str) -> dict[str, str]:
         if parts:
             out[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
     return out
+
+
+# ------------------------------------------------------------------------- the warm key
+@dataclass
+class KeyState:
+    """What the server says about the warm key: `present` (with its address), `absent`, or
+    `unknown` (anything else: a failed or cut probe, an unexpected answer). Only `absent` lets
+    `keys add` run; `bad_password` is a known `unknown` with its own fix."""
+
+    state: str  # "present" | "absent" | "unknown" | "bad_password" | "broken"
+    address: str | None = None
+    reason: str = ""
+
+
+KEYRING_LISTED = "__GD_KEYRING_LISTED__"
+KEYRING_NO_DIR = "__GD_KEYRING_NO_DIR__"
+
+
+def keyring_listing_probe(keyring_dir: str) -> str:
+    """A shell probe whose output `parse_keyring_listing` reads: the file names of the keyring
+    directory and a marker, or the marker of a directory that does not exist. Anything else
+    (permission denied, not a directory, a cut connection) gives neither marker."""
+    from shlex import quote  # noqa: PLC0415
+
+    d = quote(keyring_dir)
+    return (f"if [ -d {d} ]; then ls -A {d} && echo {KEYRING_LISTED}; "
+            f"elif [ ! -e {d} ] && [ ! -L {d} ]; then echo {KEYRING_NO_DIR}; fi")
+
+
+def parse_keyring_listing(text: str) -> set[str] | None:
+    """File names in the keyring directory (empty when it does not exist), None when unknown."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if lines == [KEYRING_NO_DIR]:
+        return set()
+    if lines and lines[-1] == KEYRING_LISTED:
+        return set(lines[:-1])
+    return None
+
+
+# a keyring entry that exists but does not decode: a write cut short (the file keyring's jose parser)
+_BROKEN_ENTRY = ("go-jose", "unexpected end of JSON input", "compact JWE format")
+_PASSWORD_ERRORS = ("integrity check failed", "incorrect passphrase", "too many failed passphrase attempts")
+
+
+def decide_warm_key(name: str, exit_code: int | None, output: str, keyring_files: set[str] | None) -> KeyState:
+    """Read `inferenced keys show NAME -a --keyring-backend file` (stdout and stderr together) and
+    the keyring directory's listing.
+
+    The Cosmos SDK's `keys show` (client/keys/show.go) exits 1 with
+    `NAME is not a valid name or address: <why>` as its last line on stderr (inferenced prints it
+    bare; other builds prefix `Error: `) when the name is not in the keyring; <why> is the bech32
+    error of reading NAME as an address (`decoding bech32 failed: ...`) or `... key not found`. A key is `absent` only when that exact answer comes back AND the keyring
+    directory was listed without `NAME.info`; every other answer is `unknown`.
+    """
+    lines = [ln.strip() for ln in (output or "").splitlines() if ln.strip()]
+    addresses = [ln for ln in lines if _ADDRESS.fullmatch(ln)]
+    if exit_code == 0:
+        if len(set(addresses)) == 1:
+            return KeyState("present", addresses[0], f"address {addresses[0]}")
+        return KeyState("unknown", reason="`keys show` exited 0 without one address in its output")
+    low = "\n".join(lines).lower()
+    if any(e in low for e in _PASSWORD_ERRORS):
+        return KeyState("bad_password", reason="KEYRING_PASSWORD does not open the server's keyring")
+    prefix = f"{name} is not a valid name or address: "
+    if exit_code == 1 and keyring_files and f"{name}.info" in keyring_files and any(
+            ln.removeprefix("Error: ").startswith(prefix) and any(b in ln for b in _BROKEN_ENTRY) for ln in lines):
+        return KeyState("broken", reason=f"the keyring entry {name}.info cannot be read ({lines[-1][:160]})")
+    said_absent = exit_code == 1 and any(
+        ln.removeprefix("Error: ").startswith(prefix)
+        and (ln.removeprefix("Error: ")[len(prefix):].startswith("decoding bech32 failed") or "key not found" in ln)
+        for ln in lines)
+    if not said_absent:
+        tail = lines[-1][:200] if lines else "no output"
+        code = "timed out" if exit_code is None else f"exit code {exit_code}"
+        return KeyState("unknown", reason=f"`keys show` gave no clear answer ({code}: {tail})")
+    if keyring_files is None:
+        return KeyState("unknown", reason="`keys show` says no key, but the keyring directory could not be listed")
+    if f"{name}.info" in keyring_files:
+        return KeyState("unknown", reason=f"`keys show` says no key, but the keyring holds {name}.info")
+    return KeyState("absent", reason="no key of that name in the keyring")
+
+
+@dataclass
+class PendingOutput:
+    """A key creation's output kept on the server, as the deployer reads it back."""
+
+    text: str                # what `keys add` printed (markers and NUL padding removed)
+    exit_code: int | None    # None while it runs (or if it died before finishing)
+    alive: bool              # the creating process still runs
+
+
+def parse_pending_output(text: str, rc_mark: str, pid_mark: str, alive_mark: str) -> PendingOutput:
+    """The pending file as `cat`-ed with the liveness marker appended -> PendingOutput."""
+    out, code, alive = [], None, False
+    for line in text.replace("\0", "").splitlines():
+        if line.startswith(rc_mark):
+            rest = line[len(rc_mark):].strip()
+            code = int(rest) if rest.isdigit() else -1
+        elif line.strip() == alive_mark:
+            alive = True
+        elif not line.startswith(pid_mark):
+            out.append(line)
+    return PendingOutput("\n".join(out), code, alive)

@@ -22,6 +22,7 @@ from typing import Any
 from .config import NodeConfig, load, resolve_node_path
 from .connect import connect
 from .errors import ConfigError, DeployError
+from .filemodes import check_artefact_dir, config_mode_warning, tighten_secrets
 from .log import RunLog, log_path
 from .remote import Remote
 from .step import Steps
@@ -193,12 +194,24 @@ def quiet_paramiko() -> None:
 
 def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any], console=None,
               prefix: str = "") -> Run:
-    """Create the log for a node and resolve its target (no connection yet)."""
+    """Create the log for a node and resolve its target (no connection yet).
+
+    First the file modes of the local secrets: an artefact folder that others could write to is
+    refused before anything is written to it; a readable config warns; open secret files are fixed.
+    """
     quiet_paramiko()
+    check_artefact_dir(cfg.artefacts)
     log = RunLog(log_path(cfg.logs_dir, cfg.key_name), secrets=cfg.secrets, console=console, prefix=prefix)
     log.info(f"gonka-deploy: node {cfg.path} (KEY_NAME {cfg.key_name}); log {log.path}")
     for w in cfg.warnings:
         log.warn(w)
+    warning = config_mode_warning(cfg.path)
+    if warning:
+        log.warn(warning)
+    fixed = tighten_secrets(cfg.artefacts)
+    if fixed:
+        more = f" and {len(fixed) - 10} more" if len(fixed) > 10 else ""
+        log.warn(f"secret artefacts were readable by others, made private again: {', '.join(fixed[:10])}{more}")
     target = resolve_target(cfg, host_string)
     return Run(cfg=cfg, log=log, target=target, opts=opts)
 

@@ -26,6 +26,8 @@ COMMON_HELP = {
     "yes": "do not ask for confirmation (needed without a terminal)",
     "plan": "run the read-only checks for real and print what each step would do; change nothing",
     "accept_new_host_key": "forget the pinned SSH host key of this server and pin the one it shows now",
+    "accept_lost_mnemonic": "go on although the warm key's mnemonic was never saved here (backs the keyring up "
+                            "first and records it in warm_key.lost)",
 }
 
 
@@ -151,12 +153,12 @@ def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_ke
     no_pipeline="download the model before phase 3 instead of alongside phases 3-5 (as the seed does)",
 )
 def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
-           update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False):
+           update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False):
     """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
     run_task(c, node, nodes, phases.deploy, {
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
         "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
-        "no_pipeline": no_pipeline})
+        "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic})
 
 
 def _phase(c, name: str, node, nodes, **opts) -> None:
@@ -188,9 +190,11 @@ def configure(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_k
 
 
 @node_task()
-def start_base(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
+def start_base(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False,
+               accept_lost_mnemonic=False):
     """Phase 4: start tmkms + node, create the warm key (once) and register the participant."""
-    _phase(c, "start-base", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key)
+    _phase(c, "start-base", node, nodes, yes=yes, plan=plan, accept_new_host_key=accept_new_host_key,
+           accept_lost_mnemonic=accept_lost_mnemonic)
 
 
 @node_task()

@@ -10,7 +10,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DeployError
+from ..errors import DeployError, MissingPrerequisite
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,15 @@ def deploy(run) -> None:
             if p.name == "start-base" and not run.plan:
                 backup.ensure_backup(run)
     except DeployError as e:
-        if run.plan and current is not None:
+        if run.plan and current is not None and isinstance(e, MissingPrerequisite):
             # a later phase needs what earlier planned steps would create: the plan ends here
             run.log.info(f"PLAN stops at phase {current.number} ({current.name}): {e.message}; "
                          "the steps planned above come first")
             return
+        if run.plan and current is not None:
+            # a refusal the real run would meet too: the plan fails with it
+            run.log.error(f"PLAN: the deploy would stop at phase {current.number} ({current.name})")
+            raise
         if current is not None:
             write_report(run, failed=f"phase {current.number} ({current.name}): {e.message}")
         raise
@@ -93,11 +97,11 @@ def deploy(run) -> None:
 
 def write_report(run, *, failed: str | None) -> None:
     """Print the final report and save it as nodes/<KEY_NAME>/report.txt."""
-    from ..artefacts import read_artefact, write_artefact  # noqa: PLC0415
+    from ..artefacts import warm_address, write_artefact  # noqa: PLC0415
     from ..report import report_text  # noqa: PLC0415
 
     cfg = run.cfg
-    addr = (read_artefact(cfg.artefacts, "warm_address.txt") or "").strip() or None
+    addr = warm_address(cfg.artefacts)
     files = sorted({p.name for p in cfg.artefacts.iterdir()} | {"report.txt"}) if cfg.artefacts.exists() else []
     text = report_text(cfg, failed=failed, log_path=str(run.log.path), warm_address=addr, files=files,
                        verification=getattr(run, "verification", None))

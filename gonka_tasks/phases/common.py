@@ -6,7 +6,7 @@ import shlex
 import time
 from collections.abc import Callable
 
-from ..errors import DeployError
+from ..errors import DeployError, MissingPrerequisite
 
 COMPOSE_BASE = ("docker-compose.yml",)
 COMPOSE_ALL = ("docker-compose.yml", "docker-compose.mlnode.yml")
@@ -98,4 +98,4 @@ def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadlin
 def require(ok: bool, message: str, hint: str) -> None:
     """A phase's precondition on the server: stop with what to run first."""
     if not ok:
-        raise DeployError(message, hint)
+        raise MissingPrerequisite(message, hint)

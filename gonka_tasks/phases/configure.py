@@ -1,7 +1,8 @@
 """Phase 3, configuration: config.env and node-config.json rendered locally into nodes/<KEY_NAME>/,
 then uploaded to deploy/join atomically (config.env 0600; its content only ever travels over stdin).
 
-Unchanged remote files are SKIP (compared by hash). A changed file is backed up first, and the
+Unchanged remote files are SKIP (compared by hash). A changed file is backed up first (one
+`<name>.bak`, replacing the previous one: config.env's copies hold the password), and the
 WARN names the variables that differ, compared by per-variable hashes computed on the server, so
 an old password never travels back. The model is checked against the seed's approved list.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 from .. import render
 from ..artefacts import write_artefact
@@ -63,6 +63,15 @@ def remote_env_hashes(run) -> dict[str, str]:
     return dict(ln.split(" ", 1) for ln in r.out.splitlines() if " " in ln)
 
 
+def backup_command(path: str, mode: int) -> str:
+    """Keep ONE backup, `<path>.bak` (given `mode`, replaced each time): config.env's copies hold the
+    keyring password, so the timestamped `.bak-*` copies of earlier versions are removed too."""
+    bak = q(path + ".bak")
+    # umask 077: the copy is never readable by others, not even before its chmod
+    return (f"rm -f {q(path)}.bak-* && (umask 077 && cp {q(path)} {bak}.tmp && chmod {mode:o} {bak}.tmp "
+            f"&& mv -f {bak}.tmp {bak})")
+
+
 def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
     """One file into deploy/join: SKIP when the hash matches; else back up, name the changes, replace."""
     path = f"{run.cfg.join_dir}/{name}"
@@ -88,8 +97,7 @@ def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
                     run.log.warn(f"config.env on the server differs in: {', '.join(changed)} (replacing it)")
             else:
                 run.log.warn(f"{name} on the server differs from the rendered one (replacing it)")
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
+            run.remote.run(backup_command(path, mode), what=f"back up {name} to {name}.bak")
         run.remote.write_file(path, content, mode=mode, what=f"upload {name}")
 
     run.steps.run(f"{name} on the server", check, act, refresh=snap.refresh)

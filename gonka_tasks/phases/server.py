@@ -1,10 +1,13 @@
 """Phase 1, server preparation: admin SSH keys, the data disk (formatted only when blank), fstab,
 the mount, and Prometheus.
 
-The disk is the one place where a mistake destroys data, so the decision is a pure function of
-the facts (`facts.decide_disk`) and the format command re-checks blankness on the server in the
-same shell that formats. The filesystem UUID is chosen and recorded in `volume.txt` *before*
-`mkfs`, so a run killed right after formatting still recognises the disk as its own.
+The disk is the one place where a mistake destroys data, so both decisions are pure functions of
+the facts (`facts.decide_disk`, `facts.decide_mount_point`), taken before anything changes, and
+each irreversible command re-checks on the server in the same shell that acts (the disk is
+blank; the mount point resolves to itself and is empty). The filesystem UUID is chosen and
+recorded in `volume.txt` *before* `mkfs`, so a run killed right after formatting still recognises
+the disk as its own. The disk is mounted first and the fstab line written after, so a failed run
+leaves fstab as it was.
 """
 
 from __future__ import annotations
@@ -34,10 +37,9 @@ def snapshot(run) -> Snapshot:
         "exists": f"test -b {disk}",
         "blkid": f"blkid -p -o export {disk}",
         "lsblk": f"lsblk -J -o NAME,PATH,TYPE,FSTYPE,UUID,MOUNTPOINTS {disk}",
-        "rootdisks": 'for m in / /boot; do s=$(findmnt -n -o SOURCE "$m" 2>/dev/null) || continue; '
-                     'lsblk -n -s -o NAME,TYPE "$s" 2>/dev/null | awk \'$2=="disk"{print $1}\'; done; true',
+        "rootdisks": facts.ROOT_DISKS_PROBE,
         "mount": f"findmnt -J -o TARGET,SOURCE,FSTYPE,UUID --mountpoint {mp}",
-        "mp_files": f"ls -A {mp} 2>/dev/null | head -3",
+        "mp_state": facts.mount_point_probe(cfg.mount_point),
         "fstab": "cat /etc/fstab",
         "prom_origin": f"git -C {prom} config --get remote.origin.url",
         "prom_ps": f"cd {prom} && docker compose ps --format json",
@@ -106,25 +108,57 @@ def _confirm_wipe(run, decision: facts.DiskDecision) -> None:
         raise DeployError("device name not confirmed; the disk was left untouched")
 
 
-def data_disk(run, snap: Snapshot) -> str:
+def recorded_uuid(run) -> str | None:
+    """volume.txt's UUID; anything but a UUID there is an error (it reaches a root shell)."""
+    text = (read_artefact(run.cfg.artefacts, "volume.txt") or "").strip()
+    if not text:
+        return None
+    if not facts.is_uuid(text):
+        raise DeployError(f"{run.cfg.artefacts}/volume.txt does not hold a filesystem UUID (got '{facts.shown(text)}')",
+                          "move the file aside (the data disk's UUID is what `blkid` prints) and rerun")
+    return text.lower()
+
+
+def disk_decision(run, snap: Snapshot) -> tuple[facts.DiskDecision, bool]:
+    """What to do with DATA_DISK (format/keep), and whether to wipe it; refusals raise."""
+    cfg = run.cfg
+    f = disk_facts(snap, cfg.data_disk)
+    decision = facts.decide_disk(f, cfg.data_disk, cfg.mount_point, recorded_uuid(run), cfg.flag("ADOPT_DISK"))
+    if decision.action != "error":
+        return decision, False
+    # never wipe the system disk (or one that may be), or a mounted one, whatever the flags say
+    wipeable = f.exists and not decision.found.startswith("system disk") and not f.mounted_at
+    if run.opt("wipe_disk") and wipeable and not run.plan:
+        _confirm_wipe(run, decision)
+        return decision, True
+    if decision.found.startswith("system disk"):
+        hint = "point DATA_DISK at the data disk (`lsblk` on the server lists the disks)"
+    else:
+        how = "set ADOPT_DISK=true to keep and use this ext4 filesystem, or " if decision.found == "ext4" else ""
+        hint = f"{how}point DATA_DISK at a blank disk, or rerun prepare-server with --wipe-disk to ERASE it"
+    raise DeployError(f"refusing to format: {decision.reason}; the disk was left untouched", hint)
+
+
+def mount_point_decision(run, snap: Snapshot, decision: facts.DiskDecision) -> None:
+    """MOUNT_POINT is safe to mount on (before anything is formatted or written); else stop untouched."""
+    cfg = run.cfg
+    try:
+        mounted = facts.parse_findmnt(snap["mount"].stdout) if snap["mount"].ok else []
+    except facts.FactError as e:
+        raise DeployError(f"cannot read the mounts at {cfg.mount_point}: {e}") from None
+    ours = {u for u in (decision.uuid, recorded_uuid(run)) if u}
+    mp = facts.decide_mount_point(cfg.mount_point, snap["mp_state"].stdout, mounted, cfg.data_disk, ours)
+    run.log.check(f"mount point {cfg.mount_point}")
+    if not mp.ok:
+        raise DeployError(f"refusing to use MOUNT_POINT: {mp.reason}; nothing was changed (disk, fstab, mounts)",
+                          "choose another MOUNT_POINT (an empty or new directory such as /mnt/ssd), or clear it")
+    run.log.ok(f"mount point {cfg.mount_point}: {mp.reason}")
+
+
+def data_disk(run, snap: Snapshot, decision: facts.DiskDecision, wipe: bool) -> str:
     """Format DATA_DISK only when blank (or wiped on request); returns the filesystem UUID."""
     cfg = run.cfg
-    recorded = (read_artefact(cfg.artefacts, "volume.txt") or "").strip() or None
-    f = disk_facts(snap, cfg.data_disk)
-    decision = facts.decide_disk(f, cfg.data_disk, cfg.mount_point, recorded, cfg.flag("ADOPT_DISK"))
-    wipe = False
-    if decision.action == "error":
-        # never wipe the system disk or a mounted one, whatever the flags say
-        wipeable = f.exists and decision.found != "system disk" and not f.mounted_at
-        if run.opt("wipe_disk") and wipeable and not run.plan:
-            _confirm_wipe(run, decision)
-            wipe = True
-        else:
-            how = ("set ADOPT_DISK=true to keep and use this ext4 filesystem, or " if decision.found == "ext4" else "")
-            raise DeployError(
-                f"refusing to format: {decision.reason}; the disk was left untouched",
-                f"{how}point DATA_DISK at a blank disk, or rerun prepare-server with --wipe-disk to ERASE it",
-            )
+    recorded = recorded_uuid(run)
     if decision.action == "keep":
         run.steps.run(f"filesystem on {cfg.data_disk}", lambda: (True, decision.reason), lambda: None)
         if not run.plan:
@@ -143,18 +177,45 @@ def data_disk(run, snap: Snapshot) -> str:
 
     def act():
         write_artefact(cfg.artefacts, "volume.txt", new_uuid + "\n")
-        run.remote.run(f"{guard}{wipe_cmd}mkfs.ext4 -q {'-F ' if wipe else ''}-L gonka-data -U {new_uuid} {disk}",
+        run.remote.run(f"{guard}{wipe_cmd}mkfs.ext4 -q {'-F ' if wipe else ''}-L gonka-data -U {q(new_uuid)} {disk}",
                        what=f"mkfs.ext4 {cfg.data_disk}", timeout=1800,
                        hint="the disk was checked blank just before; see the output above")
     run.steps.run(f"ext4 filesystem on {cfg.data_disk}", check, act, refresh=snap.refresh)
     return new_uuid
 
 
-def fstab_and_mount(run, snap: Snapshot, fs_uuid: str) -> None:
-    """One fstab line for MOUNT_POINT (UUID=, nofail), backed up first; mounted from that line."""
+def mount_and_fstab(run, snap: Snapshot, fs_uuid: str) -> None:
+    """The disk mounted at MOUNT_POINT, then one fstab line for it (UUID=, nofail), backed up first.
+
+    The mount comes first: a run that fails there has not touched fstab, and the mount command
+    re-checks in its own shell that the mount point resolves to itself and is empty.
+    """
     cfg = run.cfg
     mp = cfg.mount_point
+    if not facts.is_uuid(fs_uuid):  # it came from blkid or volume.txt: it reaches a root shell
+        raise DeployError(f"the data disk's UUID {facts.shown(fs_uuid)!r} is not a UUID; refusing to mount it")
     line = fstab_line(fs_uuid, mp)
+
+    def mount_check():
+        fs = facts.parse_findmnt(snap["mount"].stdout) if snap["mount"].ok else []
+        if not fs:
+            return False, "not mounted"
+        got = fs[-1]
+        if got.get("UUID") == fs_uuid or got.get("SOURCE") == cfg.data_disk:
+            return True, f"{got.get('SOURCE')} ({got.get('FSTYPE')}) at {mp}"
+        raise DeployError(f"{mp} is already a mount point of {got.get('SOURCE')} ({got.get('FSTYPE')}), not of "
+                          f"{cfg.data_disk}", "unmount it or choose another MOUNT_POINT")
+
+    def mount_act():
+        m = q(mp)
+        run.remote.run(
+            f'set -e; [ "$(realpath -m -- {m})" = {m} ] || {{ echo "{mp} resolves elsewhere" >&2; exit 43; }}; '
+            f"mkdir -p -- {m}; "
+            f'[ -z "$(ls -A -- {m})" ] || {{ echo "{mp} is not empty" >&2; exit 42; }}; '
+            f"mount -t ext4 -o defaults UUID={fs_uuid} {m}",
+            what=f"mount {mp}", hint="MOUNT_POINT was checked just before; see the output above")
+
+    run.steps.run(f"{cfg.data_disk} mounted at {mp}", mount_check, mount_act, refresh=snap.refresh)
 
     def fstab_check():
         entries = facts.fstab_entries_for(snap["fstab"].stdout, mp)
@@ -174,24 +235,6 @@ def fstab_and_mount(run, snap: Snapshot, fs_uuid: str) -> None:
             raise DeployError(f"the new fstab entry does not verify: {'; '.join(bad)}; fstab restored")
 
     run.steps.run(f"/etc/fstab entry for {mp}", fstab_check, fstab_act, refresh=snap.refresh)
-
-    def mount_check():
-        fs = facts.parse_findmnt(snap["mount"].stdout) if snap["mount"].ok else []
-        if not fs:
-            return False, "not mounted"
-        got = fs[0]
-        if got.get("UUID") == fs_uuid or got.get("SOURCE") == cfg.data_disk:
-            return True, f"{got.get('SOURCE')} ({got.get('FSTYPE')}) at {mp}"
-        raise DeployError(f"{mp} is already a mount point of {got.get('SOURCE')} ({got.get('FSTYPE')}), not of "
-                          f"{cfg.data_disk}", "unmount it or choose another MOUNT_POINT")
-
-    def mount_act():
-        if snap["mp_files"].out:
-            raise DeployError(f"{mp} is not empty ({', '.join(snap['mp_files'].out.split())}...): mounting would "
-                              "hide those files", "move them away or choose another MOUNT_POINT")
-        run.remote.run(f"mkdir -p {q(mp)} && mount {q(mp)}", what=f"mount {mp}")
-
-    run.steps.run(f"{cfg.data_disk} mounted at {mp}", mount_check, mount_act, refresh=snap.refresh)
 
 
 def require_mounted(run, mount_out: str | None = None) -> None:
@@ -242,6 +285,8 @@ def prepare_server(run) -> None:
     """Phase 1."""
     snap = snapshot(run)
     admin_keys(run, snap)
-    fs_uuid = data_disk(run, snap)
-    fstab_and_mount(run, snap, fs_uuid)
+    decision, wipe = disk_decision(run, snap)
+    mount_point_decision(run, snap, decision)
+    fs_uuid = data_disk(run, snap, decision, wipe)
+    mount_and_fstab(run, snap, fs_uuid)
     prometheus(run, snap)

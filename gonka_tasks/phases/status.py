@@ -10,7 +10,7 @@ import hashlib
 import json
 
 from .. import chaincfg, facts, render
-from ..artefacts import read_artefact
+from ..artefacts import read_artefact, warm_address
 from ..httpclient import HttpError, request
 from .common import COMPOSE_ALL, compose, q
 from .launch import launch_hash_cmd
@@ -155,8 +155,8 @@ def status(run) -> None:
     lines.append("chain:       " + (f"height {s.height}, {'catching up' if s.catching_up else 'in sync'}" if s else "RPC not answering"))
     lines.append(f"disk:        {r['df'].out or 'not mounted'} ({cfg.mount_point})")
     lines.append(f"model:       {cfg['MODEL']} {'present' if r['snapshots'].out else 'absent'}")
-    addr = (read_artefact(cfg.artefacts, "warm_address.txt") or "").strip()
-    lines.append(f"warm key:    {addr or 'unknown (no warm_address.txt)'}")
+    addr = warm_address(cfg.artefacts)
+    lines.append(f"warm key:    {addr or 'unknown (no address in warm_address.txt)'}")
     reg = {True: "registered", False: "not registered", None: "seed unreachable"}[g["registered"]]
     lines.append(f"participant: {cfg.cold_address} {reg}")
     run.log.info(f"status of {cfg.key_name} ({cfg.server_ip}):\n" + "\n".join(lines))

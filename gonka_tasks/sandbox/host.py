@@ -9,6 +9,9 @@ A sandbox host named NAME with index IDX is:
 * sshd as pid 1 of private mount/pid/uts/ipc namespaces, in an overlay of the runner's
   ``/`` whose writes land in memory (see `hostinit` for the whole view it builds);
 * a sparse image on a loop device, shown inside the host as ``/dev/vdc``, TYPE disk;
+* optionally (``system_disk=True``) a system disk as a real server has one: ``/dev/vda`` with a
+  GPT partition table and a partition ``/dev/vda1`` (ext4, mounted at ``/boot``), two more loop
+  devices that lsblk, blkid and findmnt show as a disk and its partition;
 * its own ed25519 host key and client key; `known_hosts` pins the host key. The runner's
   ``~/.ssh`` is never read or written.
 
@@ -71,6 +74,9 @@ HOST_ENV = {
 }
 
 DOCKER_LOG = "/var/log/gonka-sim/docker.log"  # written by the simulated docker (server_root/)
+
+SYSTEM_DISK_IMAGE, SYSTEM_PART_IMAGE = "sysdisk.img", "sysdisk-part1.img"
+SYSTEM_DISK_SIZE, SYSTEM_PART_SIZE = 64 * 1024**2, 32 * 1024**2
 
 UP_TIMEOUT = 10.0  # seconds for sshd to answer after the namespaces start
 STOP_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
@@ -244,10 +250,12 @@ class HostState:
     idx: int
     disk: str = "vdc"
     disk_size: int = 2 * 1024**3
+    system_disk: bool = False  # also show /dev/vda (GPT) with /dev/vda1 at /boot
     provision: list[str] = dataclasses.field(default_factory=list)
     owner: list[int] | None = None  # process that brought it up: [pid, start time]
     # Machine-wide resources, recorded once made (teardown removes only what is recorded).
     loop: str | None = None
+    system_loops: list[str] | None = None  # [whole disk, partition] when system_disk
     netns: str | None = None
     veth: str | None = None  # the runner's end of the pair
     unshare: list[int] | None = None  # the `unshare` process (parent of the namespace's pid 1)
@@ -381,7 +389,7 @@ class SandboxHost:
     @classmethod
     def up(cls, name: str, idx: int, *, base: str | Path | None = None, provision: Sequence[str | Path] = (),
            server_root: str | Path | None = DEFAULT_SERVER_ROOT, disk_size: str | int = "2G",
-           disk: str = "vdc") -> SandboxHost:
+           disk: str = "vdc", system_disk: bool = False) -> SandboxHost:
         """Bring up a new host and wait until its sshd answers.
 
         `server_root` (default: the package's server_root/, skipped when missing) and then
@@ -399,7 +407,7 @@ class SandboxHost:
         if server_root is not None and Path(server_root).is_dir():
             trees.insert(0, Path(server_root).resolve())
         base = Path(base or base_dir()).resolve()
-        state = HostState(name=name, idx=idx, disk=disk, disk_size=parse_size(disk_size),
+        state = HostState(name=name, idx=idx, disk=disk, disk_size=parse_size(disk_size), system_disk=system_disk,
                           provision=[str(t) for t in trees], owner=process_id(os.getpid()))
         host = cls(state, base)
         with _base_lock(base):
@@ -485,6 +493,8 @@ class SandboxHost:
             f.truncate(st.disk_size)  # sparse: costs nothing until written
         st.loop = _tool("losetup", "--find", "--show", str(image)).strip()
         self._save()
+        if st.system_disk:
+            self._make_system_disk()
 
         ifname = PREFIX + st.name
         _tool("ip", "netns", "add", ifname)
@@ -500,6 +510,19 @@ class SandboxHost:
             f"addr add {self.ip}/24 dev eth0\n"
             "link set eth0 up\n"))
 
+    def _make_system_disk(self) -> None:
+        """/dev/vda and /dev/vda1: a GPT disk image and the ext4 image standing for its partition
+        (this kernel may not scan partitions of loop devices, so the partition is a loop of its own)."""
+        sd, st = self.state_dir, self._state
+        disk, part = sd / SYSTEM_DISK_IMAGE, sd / SYSTEM_PART_IMAGE
+        for image, size in ((disk, SYSTEM_DISK_SIZE), (part, SYSTEM_PART_SIZE)):
+            with open(image, "wb") as f:
+                f.truncate(size)
+        _tool("sgdisk", "-n", f"1:2048:+{SYSTEM_PART_SIZE // 1024 // 1024}M", "-c", "1:boot", str(disk))
+        _tool("mkfs.ext4", "-q", "-F", "-L", "boot", str(part))
+        st.system_loops = [_tool("losetup", "--find", "--show", str(img)).strip() for img in (disk, part)]
+        self._save()
+
     def _start(self) -> None:
         """Start the namespaces (hostinit, then sshd as pid 1) and wait for SSH."""
         st, sd = self._state, self.state_dir
@@ -510,6 +533,8 @@ class SandboxHost:
             "name": st.name, "hostname": self.hostname, "runtime_dir": str(runtime),
             "loop": st.loop, "majmin": Path(f"/sys/block/{Path(st.loop).name}/dev").read_text().strip(),
             "disk": st.disk, "provision": st.provision,
+            "system_disk": [{"loop": lp, "majmin": Path(f"/sys/block/{Path(lp).name}/dev").read_text().strip()}
+                            for lp in st.system_loops or []],
             "host_key_file": str(keys / "host_ed25519"), "host_key_pub_file": str(keys / "host_ed25519.pub"),
             "authorized_key_file": str(keys / "client_ed25519.pub"),
         }
@@ -683,7 +708,8 @@ def _teardown(base: Path, name: str, state: HostState | None) -> None:
     # Without a readable state, the names follow from the host name.
     netns = state.netns if state else PREFIX + name
     veth = state.veth if state else PREFIX + name
-    for loop in _loops_backed_by(state_dir / "disk.img"):
+    for loop in [lp for img in ("disk.img", SYSTEM_DISK_IMAGE, SYSTEM_PART_IMAGE)
+                 for lp in _loops_backed_by(state_dir / img)]:
         _wait_unused(loop)
         # If still in use, -d makes it detach itself once free (autoclear).
         _tool("losetup", "-d", loop, check=False)

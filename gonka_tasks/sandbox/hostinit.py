@@ -90,6 +90,7 @@ STOCK_FSTAB = """\
 """
 
 PROVISION_STAGE = "/.gs-provision"
+FAULT_HOOK = "/usr/local/lib/gonka-sim/fault-hook.sh"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -234,6 +235,35 @@ def fake_block_devices(loop: str, majmin: str, disk: str) -> None:
     os.symlink(f"../../block/{disk}", f"/sys/dev/block/{majmin}")
 
 
+def fake_system_disk(whole: dict, part: dict) -> None:
+    """/dev/vda with its partition /dev/vda1 mounted at /boot, as lsblk/blkid/findmnt see a server's
+    system disk. The sysfs view is a tmpfs directory of links to the two loops' attributes, with the
+    partition's own `dev`, `partition` and `start` files, so lsblk walks vda1 -> vda (and `lsblk -s`
+    draws the tree a real server shows)."""
+    disk_dir, part_dir = "/sys/block/vda", "/sys/block/vda/vda1"
+    os.makedirs(part_dir)
+    for src, dst in ((whole, disk_dir), (part, part_dir)):
+        real = f"/sys/devices/virtual/block/{os.path.basename(src['loop'])}"
+        for entry in os.scandir(real):
+            if not os.path.exists(f"{dst}/{entry.name}"):
+                os.symlink(entry.path, f"{dst}/{entry.name}")
+    os.unlink(f"{part_dir}/dev")
+    write(f"{part_dir}/dev", part["majmin"] + "\n")
+    write(f"{part_dir}/partition", "1\n")
+    write(f"{part_dir}/start", "2048\n")
+    os.symlink("../../block/vda", f"/sys/dev/block/{whole['majmin']}")
+    os.symlink("../../block/vda/vda1", f"/sys/dev/block/{part['majmin']}")
+
+
+def system_disk_nodes(whole: dict, part: dict) -> None:
+    """The device nodes of the system disk, and its partition mounted at /boot."""
+    for name, d in (("vda", whole), ("vda1", part)):
+        major, minor = (int(x) for x in d["majmin"].split(":"))
+        os.mknod(f"/dev/{name}", 0o060660, os.makedev(major, minor))
+    os.makedirs("/boot", exist_ok=True)
+    mount("/dev/vda1", "/boot", "ext4", MS_NOSUID | MS_NODEV)
+
+
 def private_dev(majmin: str, disk: str) -> None:
     """A /dev with the usual character devices, ptys, shm and the disk node only."""
     tmpfs("/dev", "755", "1m", "udev", flags=MS_NOSUID)  # device nodes must work here
@@ -293,6 +323,18 @@ def identity_files(spec: dict) -> None:
     write("/etc/ssh/sshd_config", SSHD_CONFIG)
 
 
+def fault_hook() -> None:
+    """With the simulated server software present, the bash of every SSH command sources its fault
+    hook (a no-op until a test arms it) from root's ~/.bashrc, before anything else there."""
+    if os.path.isfile(FAULT_HOOK):
+        rc = "/root/.bashrc"
+        old = ""
+        if os.path.exists(rc):
+            with open(rc) as f:
+                old = f.read()
+        write(rc, f"[ -r {FAULT_HOOK} ] && . {FAULT_HOOK}  # gonka-sim fault injection\n" + old)
+
+
 def provision(count: int) -> None:
     """Copy the staged provision trees into the root, then drop the staging binds.
 
@@ -331,10 +373,15 @@ def main(spec_path: str) -> None:
     pivot_into(root)
     mount_kernel_filesystems()
     fake_block_devices(spec["loop"], spec["majmin"], spec["disk"])
+    if spec.get("system_disk"):
+        fake_system_disk(*spec["system_disk"])
     private_dev(spec["majmin"], spec["disk"])
+    if spec.get("system_disk"):
+        system_disk_nodes(*spec["system_disk"])
     fresh_dirs(spec)
     identity_files(spec)
     provision(len(spec["provision"]))
+    fault_hook()
     drop_capabilities()
     print(f"hostinit: {spec['hostname']} ready, exec sshd", flush=True)
     os.execv(SSHD, [SSHD, "-D", "-E", "/var/log/sshd.log", "-f", "/etc/ssh/sshd_config"])

@@ -19,6 +19,7 @@ redirected) so it survives the SSH connection dropping. The token, if any, is th
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -28,6 +29,26 @@ from pathlib import Path
 
 ATTEMPTS = int(os.environ.get("GONKA_DL_ATTEMPTS", "8"))
 MAX_WAIT_S = float(os.environ.get("GONKA_DL_MAX_WAIT_S", "30"))
+# Room the download leaves free on the data disk: the chain's data and the keyring live there too.
+RESERVE_MIN, RESERVE_MAX, RESERVE_SHARE = 64 << 20, 2 << 30, 0.01
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(Exception):
+    """The data disk has no room for the rest of the model: final, never retried."""
+
+
+def room(path: Path) -> tuple[int, int]:
+    """(bytes free for the download, bytes kept free) on the filesystem of `path`."""
+    st = os.statvfs(path)
+    reserve = int(min(max(st.f_blocks * st.f_frsize * RESERVE_SHARE, RESERVE_MIN), RESERVE_MAX))
+    return st.f_bavail * st.f_frsize - reserve, reserve
+
+
+def disk_full_message(path: Path, need: int) -> str:
+    free, reserve = room(path)
+    return (f"data disk full: the model needs {need} more bytes, {max(free, 0)} are free on {path} "
+            f"(keeping {reserve} free for the chain and the keys)")
 
 
 def hub_dir(repo: str) -> Path:
@@ -92,8 +113,19 @@ def transient(e: BaseException) -> bool:
         if isinstance(status, int):
             return status >= 500 or status == 429
         cause = cause.__cause__ or cause.__context__
+    if isinstance(e, DiskFull) or any(getattr(c, "errno", None) in DISK_FULL for c in _chain(e)):
+        return False
     mod = type(e).__module__ or ""
     return isinstance(e, OSError | TimeoutError | ConnectionError) or mod.startswith(("httpx", "httpcore", "requests", "urllib3"))
+
+
+def _chain(e: BaseException):
+    """The exception and its causes."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
 
 
 def drop_bad(repo: str, sha: str, name: str) -> None:
@@ -143,16 +175,27 @@ def download(args) -> int:
         for name in status["bad"]:
             print(f"wrong size in cache, fetching again: {name}", flush=True)
             drop_bad(args.repo, sha, name)
-        for name in status["missing"] + status["bad"]:
+        todo = status["missing"] + status["bad"]
+        need = sum(files[n] for n in todo) - bytes_on_disk(args.repo, sha, {n: files[n] for n in todo})
+        cache = hub_dir(args.repo)
+        cache.mkdir(parents=True, exist_ok=True)
+        if need > room(cache)[0]:
+            raise DiskFull(disk_full_message(cache, need))
+        for name in todo:
             print(f"fetching {name} ({files[name]} bytes)", flush=True)
-            with_retry(hf_hub_download, args.repo, name, revision=sha)
+            try:
+                with_retry(hf_hub_download, args.repo, name, revision=sha)
+            except OSError as e:
+                if any(getattr(c, "errno", None) in DISK_FULL for c in _chain(e)):
+                    raise DiskFull(disk_full_message(cache, files[name])) from e
+                raise
         final = compare(args.repo, sha, files)
         if not final["complete"]:
             raise RuntimeError(f"incomplete after download: missing {final['missing']}, wrong size {final['bad']}")
     except Exception as e:
         stop.set()
         write_state(state_dir, state="failed", sha=sha, total=total, done=bytes_on_disk(args.repo, sha, files),
-                    error=f"{type(e).__name__}: {e}"[:500], **base)
+                    error=(str(e) if isinstance(e, DiskFull) else f"{type(e).__name__}: {e}")[:500], **base)
         print(f"failed: {e!r}", flush=True)
         return 1
     stop.set()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.sandbox
 INFERENCED = "/usr/local/lib/gonka-sim/bin-chain/inferenced"  # on PATH in the api/node containers
 DOCKER = "/usr/local/bin/docker"
 HOLD_S = 3  # how long a held command stays open after doing its work
-PENDING = f"{chaos.STATE_DIR}/warm_key.pending"
+PENDING = f"{chaos.PENDING_DIR}/intr-m.keys-add"
 RESTART_MARKER = f"{chaos.STATE_DIR}/node-restart-pending"
 
 

@@ -31,6 +31,18 @@ def test_write_once_files_refuse_different_content(tmp_path):
         assert (tmp_path / name).read_text() == "one\n"
 
 
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
+    """A run killed inside write_atomic leaves `.<name>.<random>.tmp` (maybe with a secret in it); the
+    next write of that artefact removes it, even when the artefact itself is already there."""
+    write_artefact(tmp_path, "volume.txt", "u\n")
+    (tmp_path / ".volume.txt.k5qurr9t.tmp").write_text("u")
+    (tmp_path / ".warm_key.txt.abc.tmp").write_text("half a mnemonic")
+    (tmp_path / ".other.txt.x.tmp").write_text("not ours to touch yet")
+    write_artefact(tmp_path, "volume.txt", "u\n")  # write-once, same content: no write, still swept
+    write_artefact(tmp_path, "warm_key.txt", "w\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.txt.x.tmp", "volume.txt", "warm_key.txt"]
+
+
 def test_other_artefacts_may_change(tmp_path):
     write_artefact(tmp_path, "registration.txt", "a")
     write_artefact(tmp_path, "registration.txt", "b")

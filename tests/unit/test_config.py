@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 
@@ -84,6 +85,27 @@ BAD_INPUTS = [
     ("bad ref", conf_text(GONKA_REF="../../etc"), "GONKA_REF"),
     ("ssh key file missing", conf_text(SSH_KEY="/nonexistent/key"), "SSH_KEY"),
     ("garbage line", conf_text() + "this is not a key value line\n", "line"),
+    # URLs are used in files and commands on the server: no whitespace or control characters
+    ("URL with a space", conf_text(SEED_API_URL="http://node2.gonka.ai:8000/a b"), "SEED_API_URL"),
+    ("URL with a tab", conf_text(RPC_SERVER_URL_1="http://node1.gonka.ai:8000/chain-rpc/\tx"), "RPC_SERVER_URL_1"),
+    ("URL with a newline", conf_text(HF_ENDPOINT="https://hub.example.org/\nx"), "HF_ENDPOINT"),
+    ("URL with an escape", conf_text(PIP_INDEX_URL="https://pypi.example.org/\x1b[31m"), "PIP_INDEX_URL"),
+    ("URL with a zero-width space", conf_text(PUBLIC_URL="http://203.0.113.5:8000/\u200b"), "PUBLIC_URL"),
+    ("p2p with a space", conf_text(P2P_EXTERNAL_ADDRESS="tcp://203.0.113.5:5000 x"), "P2P_EXTERNAL_ADDRESS"),
+    ("seed p2p with DEL", conf_text(SEED_NODE_P2P_URL="tcp://node2.gonka.ai:5000\x7f"), "SEED_NODE_P2P_URL"),
+    ("repo with a space", conf_text(GONKA_REPO="https://github.com/gonka-ai/gonka.git --depth=1"), "GONKA_REPO"),
+    ("prometheus repo with BEL", conf_text(PROMETHEUS_REPO="https://example.org/p.git\x07"), "PROMETHEUS_REPO"),
+    # git must never read a repo or ref as an option (`--upload-pack=...` runs a command)
+    ("repo as git option", conf_text(GONKA_REPO="--upload-pack=touch /tmp/x"), "GONKA_REPO"),
+    ("repo as -c option", conf_text(PROMETHEUS_REPO="-c@host:x"), "PROMETHEUS_REPO"),
+    ("repo scp host option", conf_text(GONKA_REPO="git@-oProxyCommand:x"), "GONKA_REPO"),
+    ("ref as git option", conf_text(GONKA_REF="--upload-pack=x"), "GONKA_REF"),
+    ("revision as option", conf_text(MODEL_REVISION="-x"), "MODEL_REVISION"),
+    # nodes/<KEY_NAME>/ must not clash with a node config file
+    ("KEY_NAME ends in .conf", conf_text(KEY_NAME="node-a.conf"), "KEY_NAME"),
+    ("KEY_NAME ends in .CONF", conf_text(KEY_NAME="x.CONF"), "KEY_NAME"),
+    ("short HF_TOKEN", conf_text(HF_TOKEN="abc"), "HF_TOKEN"),
+    ("HF_TOKEN with a space", conf_text(HF_TOKEN="hf_abc defghijk"), "HF_TOKEN"),
     ("empty file", "", "file"),
     ("only comments", "# nothing here\n", "SERVER_IP"),
 ]
@@ -132,3 +154,68 @@ def test_valid_admin_keys_accepted(tmp_path):
 
 def test_pubkey_helper_is_valid():
     assert len(base64.b64decode(pubkey_b64())) == 33
+
+
+def test_key_name_ending_in_conf_says_why(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(write_node(tmp_path, conf_text(KEY_NAME="node-a.conf"), "node-a"))
+    assert "KEY_NAME: must not end in .conf" in str(e.value) and "clash" in str(e.value)
+
+
+def test_git_option_values_say_why(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(write_node(tmp_path, conf_text(GONKA_REPO="--upload-pack=touch /tmp/x", PROMETHEUS_REPO="-cx@h:y")))
+    text = str(e.value)
+    assert "GONKA_REPO: must not start with '-' (git would read it as an option)" in text
+    assert "PROMETHEUS_REPO: must not start with '-'" in text
+
+
+def test_url_with_whitespace_says_why(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(write_node(tmp_path, conf_text(HF_ENDPOINT="https://hub.example.org/a b")))
+    assert "HF_ENDPOINT: must not contain spaces, tabs, line breaks or control" in str(e.value)
+
+
+def test_duplicate_keys_warn_with_their_lines_and_the_last_one_wins(tmp_path):
+    other = "Another-passw0rd-here"
+    text = conf_text() + "SSH_PORT=2222\nKEYRING_PASSWORD=" + other + "\nSSH_PORT=22\nSSH_PORT=2200\n"
+    cfg = load(write_node(tmp_path, text))
+    assert cfg.ssh_port == 2200 and cfg.keyring_password == other
+    assert "SSH_PORT: set 3 times (lines 6, 8 and 9); the last one is used" in cfg.warnings
+    assert "KEYRING_PASSWORD: set twice (lines 3 and 7); the last one is used" in cfg.warnings
+    shown = "\n".join(cfg.warnings)
+    assert other not in shown and PASSWORD not in shown
+    # the value that lost is a secret all the same: the log masks it
+    assert PASSWORD in cfg.secrets and other in cfg.secrets
+
+
+def test_many_bad_admin_keys_are_counted_not_listed_and_fast(tmp_path):
+    keys = "\n".join(f"ssh-ed25519 AAAAbad{i} c" for i in range(200_000))
+    path = write_node(tmp_path, conf_text() + f'ADMIN_SSH_KEYS="{keys}"\n')
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert time.monotonic() - t0 < 5
+    listed = [p for p in e.value.problems if p.startswith("ADMIN_SSH_KEYS: key ")]
+    assert len(listed) == 10 and listed[0].startswith("ADMIN_SSH_KEYS: key 1: ")
+    assert "ADMIN_SSH_KEYS: ... and 199990 more bad keys" in e.value.problems
+    assert len(e.value.problems) == 11
+
+
+def test_a_few_bad_admin_keys_are_all_listed(tmp_path):
+    keys = ";".join(["ssh-ed25519 AAAAbad"] * 10)
+    with pytest.raises(ConfigError) as e:
+        load(write_node(tmp_path, conf_text(ADMIN_SSH_KEYS=keys)))
+    assert len(e.value.problems) == 10 and not any("more bad keys" in p for p in e.value.problems)
+
+
+def test_a_wrong_file_given_as_config_is_summed_up_fast(tmp_path):
+    """5,000 broken lines and unknown keys: the first 20 of each are shown, the rest counted."""
+    text = conf_text() + "".join(f"junk line {i}\nUNKNOWN_{i}=x\n" for i in range(5_000))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as e:
+        load(write_node(tmp_path, text))
+    assert time.monotonic() - t0 < 5
+    assert len(e.value.problems) == 21 and e.value.problems[-1] == "file: ... and 4980 more broken lines"
+    cfg = load(write_node(tmp_path, conf_text() + "".join(f"UNKNOWN_{i}=x\n" for i in range(5_000))))
+    assert len(cfg.warnings) == 21 and cfg.warnings[-1] == "file: ... and 4980 more unknown keys, ignored"

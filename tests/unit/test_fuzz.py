@@ -377,7 +377,8 @@ def test_parse_blkid_export(text):
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in out.items())
 
 
-ROOTS = ["vda\n", "vda\n", "vdc\n", "", "vda\nvdb\n"]
+ROOTS = ["disk / vda\nDONE\n", "disk /boot vda\nnodev / rpool/ROOT\nDONE\n", "disk / vdc\nDONE\n", "",
+         "disk / vda\ndisk / vdb\nDONE\n", "unknown / /dev/dm-0\nDONE\n", "disk / vda\n", "└─vda disk\nDONE\n"]
 # Probes as a server gives them (every branch of decide_disk), and probes with random parts.
 real_probes = st.tuples(st.just(0), st.sampled_from(BLKID_REAL),
                         st.sampled_from(LSBLK_SEEDS[:1] * 2 + LSBLK_SEEDS), st.sampled_from(ROOTS))
@@ -404,6 +405,8 @@ def test_disk_facts_and_decision(probe, disk, mp, recorded, adopt):
         assert f.exists and not f.signature.get("TYPE") and not f.signature.get("PTTYPE") and not f.mounted_at
         assert not (f.device and f.device.children)
         assert not (f.device and f.device.name in f.root_disks)
+        # the system disk is known (a complete probe, every system mount placed)
+        assert not f.root_unknown and probe[3].rstrip().endswith("DONE")
     if d.action == "keep":
         assert f.signature.get("TYPE") == "ext4" and d.uuid == f.signature.get("UUID")
         assert d.uuid == recorded or adopt
@@ -575,9 +578,86 @@ def test_no_parser_backtracks_for_ages_on_long_lines(parser):
         assert time.monotonic() - t0 < 3, f"{parser} took {time.monotonic() - t0:.1f}s on {name}"
 
 
+# ------------------------------------------------------------------- the warm key and the mount point
+KEY_OUTPUTS = ["gonka1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu\n",
+               "node-a is not a valid name or address: decoding bech32 failed: invalid bech32 string length 6\n",
+               "Error: node-a is not a valid name or address: key not found\n", "incorrect passphrase\nEOF\n",
+               "node-a is not a valid name or address: square/go-jose: compact JWE format must have five parts\n"]
+LISTINGS = [f"{facts.KEYRING_LISTED}\n", f"node-a.info\n{facts.KEYRING_LISTED}\n", f"{facts.KEYRING_NO_DIR}\n", ""]
+
+
+@fuzz(300)
+@given(code=st.one_of(st.none(), st.integers(-300, 300)), out=st.one_of(inputs_from(*KEY_OUTPUTS), any_text),
+       listing=st.one_of(st.sampled_from(LISTINGS), inputs_from(*LISTINGS)), name=st.sampled_from(["node-a", "x"]))
+def test_warm_key_decision_is_absent_only_on_a_clear_answer(code, out, listing, name):
+    files = fact_outcome(facts.parse_keyring_listing, listing)
+    st_ = facts.decide_warm_key(name, code, out, files)
+    assert st_.state in ("present", "absent", "unknown", "bad_password", "broken")
+    event(f"key state: {st_.state}")
+    if st_.state == "absent":  # the one answer that lets keys add run
+        assert code == 1 and files is not None and f"{name}.info" not in files
+        assert f"{name} is not a valid name or address: " in out
+    if st_.state == "present":
+        assert code == 0 and facts.is_address(st_.address)
+    p = facts.parse_pending_output(out + listing, "__RC=", "__PID=", "__ALIVE__")
+    assert isinstance(p.text, str) and (p.exit_code is None or isinstance(p.exit_code, int))
+    disks, unknown = facts.parse_root_disks(out)
+    assert isinstance(disks, set) and isinstance(unknown, list)
+
+
+MP_OUTPUTS = ["/mnt/ssd\n__GD_MP__\nmissing\n__GD_MP__\n", "/mnt/ssd\n__GD_MP__\ndir\n__GD_MP__\n__GD_MP__\n",
+              "/etc\n__GD_MP__\nsymlink\n__GD_MP__\n__GD_MP__\n", "/mnt/ssd\n__GD_MP__\ndir\n__GD_MP__\na\n__GD_MP__\n"]
+
+
+@fuzz(300)
+@given(out=st.one_of(inputs_from(*MP_OUTPUTS), any_text), mp=st.sampled_from(["/mnt/ssd", "/data/x"]),
+       mounted=st.lists(st.dictionaries(st.sampled_from(["SOURCE", "UUID", "FSTYPE"]), any_text), max_size=2))
+def test_mount_point_decision_is_safe_on_any_answer(out, mp, mounted):
+    d = facts.decide_mount_point(mp, out, mounted, "/dev/vdc", {"u"})
+    event(f"mount point ok: {d.ok}")
+    assert isinstance(d.reason, str) and d.reason
+    if d.ok and not mounted:  # only a path that resolves to itself and is missing or an empty directory
+        lines = out.splitlines()
+        assert lines[0].strip() == mp and (lines[2].strip() == "missing" or lines[4].strip() == "__GD_MP__")
+
+
+# Hostile names: quotes, $(...), backticks, globs, inner spaces (MOUNT_POINT itself allows far fewer
+# characters; a line-based answer cannot carry a newline or edge spaces, so those stay out).
+shell_names = st.text(st.characters(codec="utf-8", exclude_characters="\0/\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+                      min_size=1, max_size=20).filter(lambda n: n == n.strip() and n not in (".", ".."))
+
+
+@fuzz(60)
+@given(name=shell_names)
+def test_probe_builders_quote_any_path_for_the_shell(tmp_path_factory, name):
+    """The probes run in a real sh on a path with any characters: no injection, a parseable answer."""
+    import subprocess  # noqa: PLC0415
+
+    d = tmp_path_factory.mktemp("p") / name
+    for probe, parse in ((facts.keyring_listing_probe, facts.parse_keyring_listing),
+                         (facts.mount_point_probe, lambda out: facts.decide_mount_point(str(d), out, [], "/dev/x", set()))):
+        r = subprocess.run(["sh", "-c", probe(str(d))], capture_output=True, text=True, timeout=10)
+        got = parse(r.stdout)
+        assert got == set() or getattr(got, "ok", False), (name, r.stdout, r.stderr)
+    assert not (tmp_path_factory.getbasetemp() / "pwned").exists()
+
+
+@fuzz(200)
+@given(text=st.one_of(any_text, st.sampled_from(["0ea2579a-32cb-44f4-a4df-a02c4f96c98e", "$(id)", "u"])))
+def test_values_read_back_are_checked_before_they_reach_a_shell(text):
+    if facts.is_uuid(text):
+        assert re.fullmatch(r"[0-9a-fA-F-]{36}", text)
+    if facts.is_address(text):
+        assert re.fullmatch(r"gonka1[0-9a-z]+", text)
+    shown = facts.shown(text)
+    assert "\n" not in shown and len(shown) <= 60 * 10 + 3
+
+
 FUZZED_FACTS = {"parse_lsblk", "parse_blkid_export", "disk_facts", "decide_disk", "fstab_with_entry",
                 "fstab_entries_for", "parse_findmnt", "parse_compose_ps", "compose_services", "parse_rpc_status",
-                "parse_keys_add", "parse_address", "parse_mnemonic", "parse_kv_lines"}
+                "parse_keys_add", "parse_address", "parse_mnemonic", "parse_kv_lines", "decide_warm_key",
+                "parse_keyring_listing", "keyring_listing_probe", "parse_pending_output", "parse_root_disks",
+                "mount_point_probe", "decide_mount_point", "is_uuid", "is_address", "shown"}
 
 
 def test_every_facts_parser_is_fuzzed():

@@ -145,7 +145,16 @@ def bech32(hrp: str, payload: bytes) -> str:
 
 
 def bech32_decode(text: str) -> tuple[str, bytes]:
-    """(hrp, payload) of a bech32 string; ValueError with Go-like wording when invalid."""
+    """(hrp, payload) of a bech32 string; ValueError with Go-like wording when invalid.
+
+    The checks run in the order of btcutil's bech32.Decode (used by the SDK's AccAddressFromBech32):
+    length, characters, case, separator, charset, checksum.
+    """
+    if len(text) < 8 or len(text) > 1023:
+        raise ValueError(f"decoding bech32 failed: invalid bech32 string length {len(text)}")
+    bad = next((c for c in text if not 33 <= ord(c) <= 126), None)
+    if bad is not None:
+        raise ValueError(f"decoding bech32 failed: invalid character in string: '{bad}'")
     if text.lower() != text and text.upper() != text:
         raise ValueError("decoding bech32 failed: string not all lowercase or all uppercase")
     text = text.lower()

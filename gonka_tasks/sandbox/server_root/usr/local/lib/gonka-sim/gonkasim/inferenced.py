@@ -2,7 +2,9 @@
 
 keys add|show|list|delete (file/test keyrings, SDK prompts and output streams),
 register-new-participant (fetch the consensus key from the node, POST to the seed, poll 30 s),
-config get|set, status, version. Errors print ``Error: ...`` on stderr and exit 1, as cobra does.
+config get|set, status, version. An error prints the command's usage, then the bare error on stderr,
+and exits 1: upstream's root command sets SilenceErrors, so cobra prints no ``Error:`` line and
+``main.go`` prints the error itself (inference-chain/cmd/inferenced/main.go, cmd/root.go).
 """
 
 from __future__ import annotations
@@ -165,6 +167,9 @@ def keys_add(ctx: Ctx, args: list[str]) -> int:
            "created": simenv.rfc3339(nanos=False)}
     kr.put(rec, acct.hex())
     simenv.bump_counter("keys_add")
+    if simenv.knob("fill_disk_after_keys_add"):
+        # fault injection: the model download fills the data disk right after the keyring was written
+        simenv.fill_filesystem(kr.dir)
     show_mnemonic = not recover and not flag(ctx.flags, "--no-backup", default=False)
     if ctx.output() == "json":
         out = record_json(rec)
@@ -447,6 +452,15 @@ COMMANDS = {
 }
 
 
+def usage(argv: list[str]) -> str:
+    """A short form of cobra's usage block for the command in `argv`."""
+    words = [a for a in argv if not a.startswith("-")][:2]
+    cmd = " ".join(w for w in words if w in ("keys", "add", "show", "list", "delete", "register-new-participant",
+                                              "config", "status", "version", "tx"))
+    return (f"Usage:\n  inferenced {cmd or '[command]'} [flags]\n\nFlags:\n"
+            f"  -h, --help   help for {cmd.split()[-1] if cmd else 'inferenced'}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     simenv.log_call("inferenced", argv)
@@ -465,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         raise CliError(f'unknown command "{word.split()[-1]}" for "inferenced{" keys" if args[0] == "keys" else ""}"'
                        "\nRun 'inferenced --help' for usage.")
     except (CliError, KeyringError) as e:
-        print(f"Error: {e}", file=sys.stderr)
+        # cobra prints the usage (SilenceUsage is not set), then main.go prints the error
+        print(usage(argv), file=sys.stderr)
+        print(e, file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 1

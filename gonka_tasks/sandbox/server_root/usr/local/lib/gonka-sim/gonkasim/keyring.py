@@ -125,7 +125,10 @@ class Keyring:
         stored = keyhash_file.read_text().strip() if keyhash_file.exists() else None
         for attempt in range(1, ATTEMPTS + 1):
             prompt(f"Enter keyring passphrase (attempt {attempt}/{ATTEMPTS}):")
-            pw = self.reader.readline() or ""
+            pw = self.reader.readline()
+            if pw is None:  # the SDK's prompt prints the read error and tries again
+                print("EOF", file=sys.stderr)
+                continue
             pw = pw.strip()
             if len(pw) < MIN_PASS:
                 print(f"password must be at least {MIN_PASS} characters", file=sys.stderr)
@@ -178,9 +181,14 @@ class Keyring:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for fname, data in ((f"{record['name']}.info", json.dumps(record).encode()),
                             (f"{account_hex}.address", f"{record['name']}.info".encode())):
-            fd = os.open(self.dir / fname, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(seal(data, pw))
+            # like Go's os.WriteFile: truncate, write; an error leaves what was written (maybe nothing)
+            path = self.dir / fname
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w", buffering=1) as f:
+                    f.write(seal(data, pw))
+            except OSError as e:
+                raise KeyringError(f"write {path}: {(e.strerror or str(e)).lower()}") from None
 
     def delete(self, name: str) -> None:
         rec = self.get(name)

@@ -230,3 +230,26 @@ def version_of(image: str, default: str = "0.2.11") -> str:
         tag = last.split(":", 1)[1]
         return tag[1:] if tag.startswith("v") else tag
     return default
+
+
+def fill_filesystem(path: str | os.PathLike) -> Path:
+    """Fill the filesystem holding `path` to the last block, as a model download filling the data disk
+    would; returns the filler file (at the filesystem's top, named .gonka-sim-filler)."""
+    top = Path(path)
+    while not top.is_dir():
+        top = top.parent
+    while top != top.parent and os.stat(top).st_dev == os.stat(top.parent).st_dev:
+        top = top.parent
+    filler = top / ".gonka-sim-filler"
+    with open(filler, "ab", buffering=0) as f:
+        st = os.statvfs(top)
+        with contextlib.suppress(OSError):  # most of it at once...
+            os.posix_fallocate(f.fileno(), f.seek(0, 2), max(st.f_bfree - 64, 0) * st.f_frsize)
+        block = b"\0" * 4096
+        while True:  # ... then block by block (root may use the reserved blocks too) until ENOSPC
+            try:
+                f.seek(0, 2)
+                f.write(block)
+            except OSError:
+                break
+    return filler

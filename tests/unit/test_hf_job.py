@@ -1,0 +1,60 @@
+"""The server-side download job (gonka_tasks/server_scripts/hf_job.py) on a full data disk: it
+refuses to start what cannot fit, and a disk that fills is final, never retried."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import sys
+import types
+
+import pytest
+
+from gonka_tasks.server_scripts import hf_job
+
+
+def test_a_full_disk_is_final_other_io_errors_are_retried():
+    full = OSError(errno.ENOSPC, "No space left on device")
+    wrapped = RuntimeError("download failed")
+    wrapped.__cause__ = full
+    assert not hf_job.transient(full)
+    assert not hf_job.transient(wrapped)
+    assert not hf_job.transient(hf_job.DiskFull("data disk full"))
+    assert hf_job.transient(ConnectionResetError())
+    assert hf_job.transient(OSError(errno.EIO, "I/O error"))
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch):
+    """hf_job.download with the hub answered locally; hf_hub_download records its calls."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    calls = []
+    fake = types.ModuleType("huggingface_hub")
+    fake.hf_hub_download = lambda *a, **kw: calls.append(a)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    args = argparse.Namespace(repo="org/model", revision="main", state_dir=str(tmp_path / "state"))
+    return args, calls
+
+
+def test_a_model_bigger_than_the_free_space_stops_at_once_with_the_numbers(job, monkeypatch, tmp_path):
+    args, calls = job
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, {"model-00001.safetensors": 1 << 60}))
+    assert hf_job.download(args) == 1
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["state"] == "failed" and state["error"].startswith("data disk full: the model needs ")
+    assert "are free on" in state["error"] and "keeping" in state["error"]
+    assert calls == []  # nothing fetched, nothing retried
+
+
+def test_a_disk_that_fills_during_the_download_is_not_retried(job, monkeypatch, tmp_path):
+    args, calls = job
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, {"small.json": 10}))
+
+    def full(*a, **kw):
+        calls.append(a)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    sys.modules["huggingface_hub"].hf_hub_download = full
+    assert hf_job.download(args) == 1
+    assert len(calls) == 1
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["error"].startswith("data disk full")
