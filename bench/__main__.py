@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
-from gonka_tasks.sandbox import host as sandbox
-from gonka_tasks.sandbox import repos
-from gonka_tasks.sandbox.hub import HubServer, make_model_repo
-from gonka_tasks.sandbox.lab import SANDBOX_MODEL, Lab
-from gonka_tasks.sandbox.pypi import PackageIndex, build_wheelhouse
-from gonka_tasks.sandbox.seed import SeedServer
+from gonka_sim.hosts import host as sandbox
+from gonka_sim.hosts.lab import SANDBOX_MODEL, Lab
+from gonka_sim.network import repos
+from gonka_sim.network.hub import HubServer, make_model_repo
+from gonka_sim.network.pypi import PackageIndex, build_wheelhouse
+from gonka_sim.network.seed import SeedServer
 
 HERE = Path(__file__).resolve().parent
 IDX0 = 60  # sandbox indexes used by the benchmark (tests use 100+)

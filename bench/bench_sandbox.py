@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gonka_tasks.sandbox import host as sandbox  # noqa: E402
+from gonka_sim.hosts import host as sandbox  # noqa: E402
 
 STEPS = ("up", "ssh connect", "ssh run (each)", "deploy-like disk work", "reset", "down")
 

@@ -29,24 +29,23 @@ A table goes to stdout and every result, with how often each irreversible step w
 bench/chaos_results.json.
 
 The end-to-end test tests/e2e/test_chaos.py runs a few iterations with the same code.
+
+At ~440 lines it stays one module: plans, one iteration and the run's main; the host side is in
+`chaos_host`, the end-state checks in `chaos_checks`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
-import importlib.util
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,34 +53,35 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import tomlkit  # noqa: E402
 
-from gonka_tasks import facts  # noqa: E402
-from gonka_tasks.address import cold_address  # noqa: E402
-from gonka_tasks.sandbox import lab as lablib  # noqa: E402
-
-MOUNT = "/mnt/ssd"
-JOIN = f"{MOUNT}/gonka/deploy/join"
-STATE_DIR = f"{MOUNT}/.gonka-deploy"
-PENDING_DIR = "/var/lib/gonka-deploy"  # keys add's output until it is saved locally (system disk)
-DISK = "/dev/vdc"
-COMPOSE_FILES = ("docker-compose.yml", "docker-compose.mlnode.yml")
-MKFS_LOG = "/var/log/gonka-sim/mkfs-calls.log"
-FAULT_KINDS = ("deployer", "ssh", "command", "disk-full")
-MOMENTS = ("before", "during", "after")
-# steps that cannot be undone: formatting, mounting and fstab, the key, the registration
-IRREVERSIBLE = re.compile(r"^(ext4 filesystem on |/etc/fstab entry for |\S+ mounted at |warm key |participant registered)")
-MAX_RERUNS = 3  # one should do; more are recorded as a problem
-FAIL_NEXT = "/var/lib/gonka-sim/fail-next-command"  # armed: the host's fault hook fails the next SSH command
-FILLER = f"{MOUNT}/.gonka-sim-filler"
-RUN_TIMEOUT = 300.0
-EXIT_AFTER_KILL = 120.0  # a deployer whose SSH session died must give up within this
-RESULTS = Path(__file__).resolve().parent / "chaos_results.json"
-SIM_LIB = lablib.PROJECT_ROOT / "gonka_tasks/sandbox/server_root/usr/local/lib/gonka-sim"
-
-TIMESTAMP_RE = re.compile(r"\d{8}-\d{6}")
-PHASE_RE = re.compile(r"=== phase (\d+): (\S+)")
-STEP_RE = re.compile(r"\[(CHECK|EXEC)\] (.*)")
+from bench.chaos_checks import fingerprint, fingerprint_problems, state_problems  # noqa: E402, F401
+from bench.chaos_host import (  # noqa: E402, F401 - also this module's API (the e2e tests use chaos.<name>)
+    DISK,
+    EXIT_AFTER_KILL,
+    FAIL_NEXT,
+    FAULT_KINDS,
+    FILLER,
+    IRREVERSIBLE,
+    JOIN,
+    MAX_RERUNS,
+    MOMENTS,
+    MOUNT,
+    PENDING_DIR,
+    RESULTS,
+    RUN_TIMEOUT,
+    STATE_DIR,
+    FabProcess,
+    fs_created,
+    instrument,
+    kill_ssh_sessions,
+    kill_started,
+    mkfs_calls,
+    mnemonic_address,
+    server_key_address,
+    sim_counters,
+    ssh_session_pids,
+)
+from gonka_sim.hosts import lab as lablib  # noqa: E402
 
 
 # ------------------------------------------------------------------------ fault plans
@@ -136,331 +136,6 @@ def changing_steps(run: dict) -> list[str]:
 
 def irreversible_steps(steps: list[str]) -> list[str]:
     return [s for s in steps if IRREVERSIBLE.search(s)]
-
-
-# ---------------------------------------------------------------------- fab in the background
-class FabProcess:
-    """`fab ARGS` started in the lab's workdir, its console read line by line as it comes."""
-
-    def __init__(self, lab: lablib.Lab, *args: str, env: dict | None = None):
-        self.args = args
-        self.started = time.monotonic()
-        self.lines: list[tuple[float, str]] = []
-        self._cond = threading.Condition()
-        full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-        self.proc = subprocess.Popen([*lablib.fab_command(), *args], cwd=lab.workdir, env=full_env, text=True,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     errors="replace")
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        _live.add(self)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append((time.monotonic() - self.started, line.rstrip("\n")))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._cond:
-            return "\n".join(text for _, text in self.lines)
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait_for(self, pattern: str, timeout: float = RUN_TIMEOUT) -> bool:
-        """Until a console line matches `pattern` (True), or the process ended / timeout (False)."""
-        rx = re.compile(pattern)
-        seen = 0
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for _, text in self.lines[seen:]:
-                    if rx.search(text):
-                        return True
-                seen = len(self.lines)
-                if (self.proc.poll() is not None and not self._reader.is_alive()) or time.monotonic() > deadline:
-                    return False
-                self._cond.wait(0.05)
-
-    def position(self) -> tuple[str, str]:
-        """The phase (`N name`) and step the console showed last."""
-        phase = step = ""
-        with self._cond:
-            for _, text in self.lines:
-                if m := PHASE_RE.search(text):
-                    phase, step = f"{m.group(1)} {m.group(2)}", ""
-                elif m := STEP_RE.search(text):
-                    step = m.group(2)
-        return phase, step
-
-    def finished_within(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True when the process ended meanwhile."""
-        try:
-            self.proc.wait(max(seconds - self.elapsed(), 0))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-    def kill(self) -> None:
-        """SIGKILL of the deployer process (the one this object started)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)
-
-    def wait(self, timeout: float = RUN_TIMEOUT) -> int | None:
-        """Exit code, or None when it did not end in time (it is then killed)."""
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            self.proc.wait(10)
-            rc = None
-        self._reader.join(10)
-        _live.discard(self)
-        return rc
-
-
-_live: set[FabProcess] = set()  # started and not yet waited for: killed if the harness stops
-
-
-def kill_started() -> None:
-    """SIGKILL every `fab` this process started and has not waited for (on an aborted run)."""
-    for fab in list(_live):
-        fab.kill()
-        with contextlib.suppress(Exception):
-            fab.proc.wait(10)
-        _live.discard(fab)
-
-
-# ------------------------------------------------------------------------- the host side
-def ssh_session_pids(host) -> list[int]:
-    """PIDs of the sshd processes serving connections in the host (not the listener, pid 1)."""
-    out = host.run(["ps", "-eo", "pid=,comm="], timeout=15).stdout
-    pids = []
-    for line in out.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[1].strip() in ("sshd", "sshd-session") and parts[0] != "1":
-            pids.append(int(parts[0]))
-    return pids
-
-
-def kill_ssh_sessions(host) -> list[int]:
-    """Kill every SSH session of the host (SIGKILL, by PID, inside the host): the connection drops."""
-    pids = ssh_session_pids(host)
-    if pids:
-        host.run(["kill", "-9", *map(str, pids)], check=False, timeout=15)
-    return pids
-
-
-MKFS_WRAPPER = f"""#!/bin/sh
-# chaos harness: count mkfs.ext4 calls, then run the real one
-echo "$(date +%s) $*" >> {MKFS_LOG}
-exec /usr/sbin/mkfs.ext4 "$@"
-"""
-
-
-def instrument(host) -> None:
-    """Count mkfs.ext4 calls in the host (a wrapper earlier on PATH); call after every reset."""
-    host.write_file("/usr/local/sbin/mkfs.ext4", MKFS_WRAPPER, mode=0o755)
-    host.run(f"mkdir -p {Path(MKFS_LOG).parent} && : > {MKFS_LOG}")
-
-
-def mkfs_calls(host) -> int:
-    r = host.run(["cat", MKFS_LOG], check=False)
-    return len([ln for ln in r.stdout.splitlines() if ln.strip()])
-
-
-def fs_created(host) -> str | None:
-    """The ext4 'Filesystem created' time of the data disk, or None when it has no ext4."""
-    r = host.run(f"dumpe2fs -h {DISK} 2>/dev/null | sed -n 's/^Filesystem created: *//p'", check=False)
-    return r.stdout.strip() or None
-
-
-def sim_counters(host) -> dict:
-    r = host.run(["cat", "/var/lib/gonka-sim/counters.json"], check=False)
-    try:
-        return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {}
-    except ValueError:
-        return {}
-
-
-def _load_chainkeys():
-    """The simulated chain's key derivation (mnemonic -> address), loaded from the sim's source."""
-    spec = importlib.util.spec_from_file_location("_gonka_sim_chainkeys", SIM_LIB / "gonkasim" / "chainkeys.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def mnemonic_address(mnemonic: str) -> str:
-    """The address the simulated `inferenced` gives the key of this mnemonic."""
-    ck = _load_chainkeys()
-    return ck.address(ck.compressed_pubkey(ck.private_key(mnemonic)))
-
-
-def server_key_address(host) -> str:
-    """`inferenced keys show $KEY_NAME -a` in the api container, as an operator would run it."""
-    script = "printf \"%s\\n\" \"$KEYRING_PASSWORD\" | inferenced keys show \"$KEY_NAME\" -a --keyring-backend file"
-    r = host.run(f"cd {JOIN} && . ./config.env && docker compose run --rm --no-deps -T api sh -c '{script}'",
-                 check=False, timeout=60)
-    return r.stdout.strip() if r.returncode == 0 else ""
-
-
-def _services(host, workdir: str, files: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
-    """(services the compose files define, {service: state} of `docker compose ps -a`)."""
-    expected: list[str] = []
-    for name in files:
-        r = host.run(["cat", f"{workdir}/{name}"], check=False)
-        if r.returncode == 0:
-            with contextlib.suppress(facts.FactError):
-                expected += [s for s in facts.compose_services(r.stdout) if s not in expected]
-    fs = " ".join(f"-f {f}" for f in files)
-    r = host.run(f"cd {workdir} && docker compose {fs} ps -a --format json", check=False, timeout=60)
-    try:
-        states = {c.service: c.state for c in facts.parse_compose_ps(r.stdout)}
-    except facts.FactError:
-        states = {}
-    return expected, states
-
-
-def _changed_lines(a: str, b: str) -> list[str]:
-    return [ln for ln in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
-            if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
-
-
-# ------------------------------------------------------------------------------ the checks
-def state_problems(host, lab: lablib.Lab, seed, name: str) -> list[str]:
-    """What differs from the end state of an uninterrupted deploy of node `name` ([] = converged)."""
-    problems: list[str] = []
-    values = lab.values(name)
-    art = lab.nodes / values["KEY_NAME"]
-
-    # every service of both compose files runs, Prometheus too
-    for workdir, files in ((JOIN, COMPOSE_FILES), (f"{MOUNT}/prometheus", ("docker-compose.yml",))):
-        expected, states = _services(host, workdir, files)
-        if not expected:
-            problems.append(f"no compose services found in {workdir}")
-        bad = {s: states.get(s, "missing") for s in expected if states.get(s) != "running"}
-        if bad:
-            problems.append(f"services not running in {workdir}: {bad}")
-
-    # the data disk: formatted once, one fstab line, volume.txt = the filesystem's UUID, mounted
-    volume = (art / "volume.txt").read_text().strip() if (art / "volume.txt").exists() else ""
-    uuid = host.run(["blkid", "-s", "UUID", "-o", "value", DISK], check=False).stdout.strip()
-    if not volume or volume != uuid:
-        problems.append(f"volume.txt {volume!r} != blkid UUID {uuid!r}")
-    fstab = host.run(["cat", "/etc/fstab"], check=False).stdout
-    entries = facts.fstab_entries_for(fstab, MOUNT)
-    if len(entries) != 1 or f"UUID={uuid}" not in entries[0].split():
-        problems.append(f"fstab entries for {MOUNT}: {entries}")
-    source = host.run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", MOUNT], check=False).stdout.strip()
-    if source != DISK:
-        problems.append(f"{MOUNT} mounted from {source or 'nothing'}, want {DISK}")
-    if (n := mkfs_calls(host)) != 1:
-        problems.append(f"mkfs.ext4 ran {n} times")
-
-    # the warm key: created once, saved 0600 with the mnemonic of the server's key
-    counters = sim_counters(host)
-    if counters.get("keys_add") != 1:
-        problems.append(f"keys add ran {counters.get('keys_add', 0)} times")
-    server_addr = server_key_address(host)
-    local_addr = (art / "warm_address.txt").read_text().strip() if (art / "warm_address.txt").exists() else ""
-    if not server_addr or server_addr != local_addr:
-        problems.append(f"server key address {server_addr!r} != warm_address.txt {local_addr!r}")
-    key_file = art / "warm_key.txt"
-    if not key_file.exists():
-        problems.append("warm_key.txt missing")
-    else:
-        if key_file.stat().st_mode & 0o777 != 0o600:
-            problems.append(f"warm_key.txt mode {key_file.stat().st_mode & 0o777:o}, want 600")
-        text = key_file.read_text()
-        mnemonic = facts.parse_mnemonic(text)
-        if not mnemonic:
-            problems.append("warm_key.txt holds no mnemonic")
-        elif mnemonic_address(mnemonic) != server_addr:
-            problems.append(f"warm_key.txt mnemonic is of {mnemonic_address(mnemonic)}, not the server key {server_addr}")
-        if f"address: {server_addr}" not in text:
-            problems.append("warm_key.txt address line differs from the server key")
-
-    # one registration at the seed, under the cold address
-    seed.wait_idle()
-    cold = cold_address(values["ACCOUNT_PUBKEY"])
-    posts = [p for p in seed.posts if isinstance(p, dict) and p.get("pub_key") == values["ACCOUNT_PUBKEY"]]
-    if cold not in seed.participants or not seed.is_visible(cold):
-        problems.append(f"participant {cold} not registered at the seed")
-    if len(posts) != 1:
-        problems.append(f"{len(posts)} registration POSTs at the seed for {cold}, want 1")
-
-    # peers and pruning set; the diff against the backups shows only those keys
-    cfg_dir = f"{JOIN}/.inference/config"
-    want = {"config.toml": [f'persistent_peers = "{values["PERSISTENT_PEERS"]}"'],
-            "app.toml": ['pruning = "custom"', f'pruning-keep-recent = "{values.get("PRUNING_KEEP_RECENT") or 20000}"',
-                         f'pruning-interval = "{values.get("PRUNING_INTERVAL") or 512}"']}
-    for fname, lines in want.items():
-        now = host.run(["cat", f"{cfg_dir}/{fname}"], check=False).stdout
-        orig = host.run(["cat", f"{cfg_dir}/{fname}.gonka-deploy.orig"], check=False).stdout
-        try:
-            tomlkit.parse(now)
-        except Exception as e:  # tomlkit raises several types
-            problems.append(f"{fname} is not valid TOML: {e}")
-        added = sorted(d[1:] for d in _changed_lines(orig, now) if d.startswith("+"))
-        if added != sorted(lines):
-            problems.append(f"{fname} changes vs its backup: {added}, want {sorted(lines)}")
-
-    # configuration uploaded whole, nothing pending, no temp files anywhere
-    local_env = (art / "config.env").read_text() if (art / "config.env").exists() else None
-    remote_env = host.run(["cat", f"{JOIN}/config.env"], check=False)
-    if local_env is None or remote_env.stdout != local_env:
-        problems.append("config.env on the server differs from nodes/<KEY_NAME>/config.env")
-    mode = host.run(["stat", "-c", "%a", f"{JOIN}/config.env"], check=False).stdout.strip()
-    if mode != "600":
-        problems.append(f"config.env on the server has mode {mode}, want 600")
-    leftovers = host.run(f"ls -A {STATE_DIR} {PENDING_DIR} 2>/dev/null | grep -E 'pending|keys-add|\\.rc$' || true",
-                         check=False).stdout.split()
-    if leftovers:
-        problems.append(f"leftover markers in {STATE_DIR} or {PENDING_DIR}: {leftovers}")
-    remote_tmp = host.run(f"find {MOUNT} /etc -name '*.tmp' 2>/dev/null || true", check=False, timeout=60).stdout.split()
-    if remote_tmp:
-        problems.append(f"*.tmp left on the server: {remote_tmp[:5]}")
-    local_tmp = [str(p.relative_to(lab.workdir)) for d in ("nodes", "logs") if (lab.workdir / d).is_dir()
-                 for p in (lab.workdir / d).rglob("*.tmp")]
-    if local_tmp:
-        problems.append(f"*.tmp left locally: {local_tmp[:5]}")
-    return problems
-
-
-def fingerprint(host, lab: lablib.Lab, name: str) -> dict:
-    """A host-independent summary of a deployed node, to compare with an uninterrupted deploy."""
-    art = lab.nodes / lab.values(name)["KEY_NAME"]
-    _, states = _services(host, JOIN, COMPOSE_FILES)
-    _, prom = _services(host, f"{MOUNT}/prometheus", ("docker-compose.yml",))
-    listing = host.run(f"ls -A {JOIN} {STATE_DIR} {MOUNT}", check=False).stdout
-    return {
-        "artefacts": sorted(p.name for p in art.iterdir()) if art.is_dir() else [],
-        "services": sorted(f"{s}={st}" for s, st in {**states, **prom}.items()),
-        # backups are named by time: compare which files have one, not when it was made
-        "server files": sorted({TIMESTAMP_RE.sub("<time>", n) for n in listing.split()}),
-    }
-
-
-def fingerprint_problems(got: dict, reference: dict | None) -> list[str]:
-    if not reference:
-        return []
-    out = []
-    for key, want in reference.items():
-        if got.get(key) != want:
-            if isinstance(want, list):
-                extra, missing = sorted(set(got.get(key, [])) - set(want)), sorted(set(want) - set(got.get(key, [])))
-                out.append(f"{key} differ from the uninterrupted deploy: extra {extra}, missing {missing}")
-            else:
-                out.append(f"{key}: {got.get(key)!r}, uninterrupted deploy: {want!r}")
-    return out
 
 
 # ----------------------------------------------------------------------------- one iteration
@@ -616,11 +291,11 @@ def irreversible_hits(results: list[IterationResult], irreversible: list[str]) -
 @contextlib.contextmanager
 def chaos_world(base: Path, idx: int, tmp: Path):
     """Seed, hub and package index on the runner, repos provisioned, one sandbox host up."""
-    from gonka_tasks.sandbox import host as sandbox  # noqa: PLC0415
-    from gonka_tasks.sandbox import repos  # noqa: PLC0415
-    from gonka_tasks.sandbox.hub import HubServer, make_model_repo  # noqa: PLC0415
-    from gonka_tasks.sandbox.pypi import PackageIndex, build_wheelhouse  # noqa: PLC0415
-    from gonka_tasks.sandbox.seed import SANDBOX_MODEL_ID, SeedServer  # noqa: PLC0415
+    from gonka_sim.hosts import host as sandbox  # noqa: PLC0415
+    from gonka_sim.network import repos  # noqa: PLC0415
+    from gonka_sim.network.hub import HubServer, make_model_repo  # noqa: PLC0415
+    from gonka_sim.network.pypi import PackageIndex, build_wheelhouse  # noqa: PLC0415
+    from gonka_sim.network.seed import SANDBOX_MODEL_ID, SeedServer  # noqa: PLC0415
 
     provision = repos.provision_dir(tmp / "repos")
     sandbox.sweep(base)
@@ -647,7 +322,7 @@ def reset_world(seed, hub) -> None:
 
 
 def new_lab(tmp: Path, label: str, seed, hub, pypi) -> lablib.Lab:
-    from gonka_tasks.sandbox import repos  # noqa: PLC0415
+    from gonka_sim.network import repos  # noqa: PLC0415
 
     work = tmp / label
     shutil.rmtree(work, ignore_errors=True)
@@ -669,7 +344,7 @@ def print_table(results: list[IterationResult]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gonka_tasks.sandbox import host as sandbox  # noqa: PLC0415
+    from gonka_sim.hosts import host as sandbox  # noqa: PLC0415
 
     p = argparse.ArgumentParser(description="Deploys hit by a fault at a changing step must converge on rerun.")
     p.add_argument("--iterations", type=int, default=20)
@@ -717,7 +392,7 @@ def reference_deploy(host, seed, hub, pypi, tmp: Path) -> tuple[dict, list[str],
 
 
 def _main(args, seed_value: int, tmp: Path) -> int:
-    from gonka_tasks.sandbox import host as sandbox  # noqa: PLC0415
+    from gonka_sim.hosts import host as sandbox  # noqa: PLC0415
 
     results: list[IterationResult] = []
     t_start = time.monotonic()

@@ -2,6 +2,9 @@
 
 Each takes command output (text) and returns plain data, or raises `FactError` with a message:
 never anything else, whatever the input (the fuzz tests hold them to that).
+
+One module on purpose (~550 lines): every parser of what a server says sits here, each a pure
+function held to the same contract by the fuzz tests, which check that none is left out.
 """
 
 from __future__ import annotations

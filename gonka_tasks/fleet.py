@@ -1,6 +1,8 @@
 """Running one task on several nodes: a thread pool, one connection and log per node, a summary.
 
 One host's failure never stops the others; the exit code is non-zero when any host failed.
+Nodes running in parallel write plain prefixed lines (no live bars from several threads); on a
+terminal the fleet summary, and for `status` the phases of every node, end the run as tables.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from . import console as consoles
 
 
 @dataclass
@@ -20,6 +24,7 @@ class NodeResult:
     seconds: float
     changed: list[str]
     failure: str
+    status_rows: list = field(default_factory=list)  # (phase, state, detail) when the task was `status`
 
 
 class _PrefixedConsole:
@@ -27,8 +32,9 @@ class _PrefixedConsole:
 
     _lock = threading.Lock()
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream, *, plain_only: bool = False) -> None:
         self.stream = stream
+        self.plain_only = plain_only  # several nodes at once: `console.choose` picks plain lines
 
     def write(self, text: str) -> None:
         with self._lock:
@@ -47,7 +53,7 @@ def run_fleet(paths: list[str], one: Callable, *, parallel: int = 1, console=Non
     if len(paths) == 1:
         code, _ = one(paths[0])
         return code
-    shared = _PrefixedConsole(console)
+    shared = _PrefixedConsole(console, plain_only=parallel > 1)
     width = max(len(_name(p)) for p in paths)
 
     def job(path: str) -> NodeResult:
@@ -59,13 +65,25 @@ def run_fleet(paths: list[str], one: Callable, *, parallel: int = 1, console=Non
             failure = _last_error(run)
         elif code:
             failure = "invalid node config"
-        return NodeResult(path, code, time.monotonic() - t0, changed, failure)
+        rows = list(getattr(run, "status_rows", None) or [])
+        return NodeResult(path, code, time.monotonic() - t0, changed, failure, rows)
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(job, paths))
-    console.write(summary_table(results) + "\n")
-    console.flush()
+    show_summary(consoles.choose(console), results)
     return 1 if any(r.code for r in results) else 0
+
+
+def show_summary(out, results: list[NodeResult]) -> None:
+    """The fleet summary (plain: the text it always was); on a terminal also the fleet's status."""
+    if out.rich and any(r.status_rows for r in results):
+        phases = [p for p, _, _ in next(r.status_rows for r in results if r.status_rows)]
+        rows = [(_name(r.path), *({p: s for p, s, _ in r.status_rows}.get(p, "?") for p in phases))
+                for r in results]
+        out.table("status of the fleet", ("node", *phases), rows)
+    ok = sum(1 for r in results if r.code == 0)
+    out.table(f"fleet summary: {ok}/{len(results)} nodes ok", SUMMARY_COLUMNS, summary_rows(results),
+              text=summary_table(results))
 
 
 def _name(path: str) -> str:
@@ -85,12 +103,17 @@ def _phase_numbers(names: list[str]) -> str:
     return ",".join(str(phase_named(n).number) for n in names) or "-"
 
 
+SUMMARY_COLUMNS = ("node", "result", "phases changed", "time", "failure")
+
+
+def summary_rows(results: list[NodeResult]) -> list[tuple[str, ...]]:
+    return [(_name(r.path), "ok" if r.code == 0 else "FAILED", _phase_numbers(r.changed), f"{r.seconds:.1f}s",
+             r.failure) for r in results]
+
+
 def summary_table(results: list[NodeResult]) -> str:
-    """node | result | phases changed | time | failure."""
-    rows = [("node", "result", "phases changed", "time", "failure")]
-    for r in results:
-        rows.append((_name(r.path), "ok" if r.code == 0 else "FAILED", _phase_numbers(r.changed),
-                     f"{r.seconds:.1f}s", r.failure))
+    """node | result | phases changed | time | failure, as plain text."""
+    rows = [SUMMARY_COLUMNS, *summary_rows(results)]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -3,10 +3,15 @@
 Every line is `[YYYY-MM-DD HH:MM:SS] [LEVEL] message`. Command output goes out as OUTPUT lines,
 indented. Whatever prints a secret (a command echo, its output, an error, an exception), the
 value is replaced by `***` before it reaches the file or the console.
+
+The file always gets those plain lines. The console is chosen once per run (`console.choose`):
+the same lines without a terminal; on a terminal, coloured lines plus live progress bars,
+tables and panels (`progress`, `table`, `panel`), whose plain text still goes to the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,16 +19,14 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from . import console as consoles
+
 LEVELS = ("INFO", "CHECK", "EXEC", "OK", "SKIP", "WARN", "ERROR", "OUTPUT")
 MASK = "***"
-_COLOURS = {
-    "CHECK": "\033[36m", "EXEC": "\033[34m", "OK": "\033[32m", "SKIP": "\033[90m",
-    "WARN": "\033[33m", "ERROR": "\033[31;1m", "OUTPUT": "\033[2m",
-}
 # shorter values would mask ordinary words; config validation demands longer secrets anyway
 MIN_SECRET_LEN = 4
 
@@ -79,7 +82,7 @@ class RunLog:
         self.prefix = prefix
         self.quiet_levels = set(quiet_levels)
         self._console = console if console is not None else sys.stdout
-        self._colour = self._console.isatty() and "NO_COLOR" not in os.environ
+        self.console = consoles.choose(self._console)
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         if path is not None:
@@ -111,11 +114,47 @@ class RunLog:
                 self._file.flush()
 
     def _write_console(self, level: str, stamp: str, line: str) -> None:
-        lvl = f"[{level}]"
-        if self._colour and level in _COLOURS:
-            lvl = f"{_COLOURS[level]}{lvl}\033[0m"
-        self._console.write(f"[{stamp}] {self.prefix}{lvl} {line}\n")
-        self._console.flush()
+        self.console.line(stamp, self.prefix, level, line)
+
+    @property
+    def rich(self) -> bool:
+        """True on a terminal: bars, tables and panels replace the plain lines on the console."""
+        return self.console.rich
+
+    @contextlib.contextmanager
+    def progress(self, what: str, *, total: float | None = None, unit: str = "s") -> Iterator:
+        """A progress display for a wait: yields `update(done, total, detail, line=None)`.
+
+        `line` is the periodic INFO line the caller logs as it goes: always to the file, to the
+        console only where there is no bar (so without a terminal the output is as it always was).
+        """
+        with self.console.progress(self.redact(what), total=total, unit=unit) as bar:
+            def update(done=None, total=None, detail=None, *, line: str | None = None) -> None:
+                bar(done, total, None if detail is None else self.redact(str(detail)))
+                if line:
+                    self.event("INFO", line, console=not self.rich)
+            yield update
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, text: str | None = None,
+              level: str = "INFO", styles: Mapping[str, str] | None = None, caption: str = "") -> None:
+        """A table: `text` (its plain form, as the log always had it) is logged at `level` (console too
+        without a terminal); on a terminal the console shows a rich table instead. `text=None`: the
+        caller logged the lines itself."""
+        if text is not None:
+            self.event(level, text, console=not self.rich)
+        if self.rich and level not in self.quiet_levels:
+            rows = [[self.redact(str(c)) for c in r] for r in rows]
+            with self._lock:
+                self.console.table(self.redact(title), columns, rows, styles=styles, caption=self.redact(caption))
+
+    def panel(self, title: str, text: str, *, level: str = "INFO", style: str = "", copyable: str = "") -> None:
+        """`title:` and `text` logged at `level` (console too without a terminal); on a terminal a box
+        instead, with `copyable` (a block of `text`, e.g. a command) printed bare below it."""
+        self.event(level, f"{title}:\n{text}", console=not self.rich)
+        if self.rich and level not in self.quiet_levels:
+            with self._lock:
+                self.console.panel(self.redact(title), self.redact(text), style=style,
+                                   copyable=self.redact(copyable))
 
     def file_only(self, text: str) -> None:
         """Write detail (e.g. a traceback of an internal error) to the log file only, redacted."""

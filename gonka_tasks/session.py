@@ -128,7 +128,7 @@ def open_remote(run: Run) -> Remote:
     cfg, t = run.cfg, run.target
     key = cfg.ssh_key
     if key and not Path(key).expanduser().is_absolute():
-        key = str(cfg.path.parent.parent / key)
+        key = str(cfg.project_dir / key)
     conn = connect(t.host, user=t.user, port=t.port, known_hosts=cfg.artefacts / "known_hosts",
                    key_filename=key, log=run.log, accept_new_host_key=bool(run.opt("accept_new_host_key")))
     remote = Remote(conn, run.log, plan=run.plan)
@@ -167,9 +167,14 @@ def confirm(question: str, *, yes: bool, key: str = "proceed") -> None:
                 raise DeployError("stopped at the confirmation prompt; nothing was changed")
 
 
+def parameter_rows(cfg: NodeConfig, target: Target) -> list[tuple[str, str]]:
+    """(name, value) of the node's parameters, secrets masked; the target first."""
+    return [("target", f"{target.user}@{target.host}:{target.port}")] + cfg.display_rows()
+
+
 def parameters_table(cfg: NodeConfig, target: Target) -> str:
     """The node's parameters as a plain text table, secrets masked."""
-    rows = [("target", f"{target.user}@{target.host}:{target.port}")] + cfg.display_rows()
+    rows = parameter_rows(cfg, target)
     width = max(len(k) for k, _ in rows)
     lines = []
     for k, v in rows:
@@ -180,8 +185,10 @@ def parameters_table(cfg: NodeConfig, target: Target) -> str:
 
 
 # ---------------------------------------------------------------------------- runner
-def load_node(node: str) -> NodeConfig:
-    return load(resolve_node_path(node))
+def load_node(node: str, project_dir: Path | None = None) -> NodeConfig:
+    """A node by path or bare name (`node1` = the project's nodes/node1.conf)."""
+    project = project_dir or Path.cwd()
+    return load(resolve_node_path(node, project / "nodes"), project)
 
 
 def quiet_paramiko() -> None:

@@ -11,6 +11,7 @@ import glob
 import inspect
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from fabric import Connection, task
 from invoke import Collection
@@ -18,7 +19,16 @@ from invoke.exceptions import Exit
 
 from . import phases
 from .errors import ConfigError, DeployError
-from .session import Run, confirm, guarded, load_node, parameters_table, report_config_error, start_run
+from .session import (
+    Run,
+    confirm,
+    guarded,
+    load_node,
+    parameter_rows,
+    parameters_table,
+    report_config_error,
+    start_run,
+)
 
 COMMON_HELP = {
     "node": "node config: nodes/<name>.conf or a bare name (repeat for several nodes)",
@@ -45,32 +55,42 @@ def _host_string(c) -> str | None:
     return getattr(c, "original_host", None) if isinstance(c, Connection) else None
 
 
-def _server_ip(path: str) -> str:
+def project_dir(c) -> Path:
+    """The project this task runs from: where fab found its fabfile/tasks (`fab -r DIR`), else the cwd.
+    Its nodes/ and logs/ hold every node's artefacts and logs."""
+    prefix = getattr(c.config, "_project_prefix", None)  # set by invoke from the loaded collection's place
+    return Path(prefix) if prefix else Path.cwd()
+
+
+def _server_ip(path: str, project: Path) -> str:
     from dotenv import dotenv_values  # noqa: PLC0415
 
     from .config import resolve_node_path  # noqa: PLC0415
 
     try:
-        return (dotenv_values(resolve_node_path(path), interpolate=False).get("SERVER_IP") or "").strip()
+        return (dotenv_values(resolve_node_path(path, project / "nodes"), interpolate=False).get("SERVER_IP")
+                or "").strip()
     except (OSError, UnicodeDecodeError):
         return ""
 
 
-def nodes_for_host(host_string: str, candidates: list[str] | None = None) -> list[str]:
-    """The node configs (default: nodes/*.conf) whose SERVER_IP is the `fab -H` host of this call."""
+def nodes_for_host(host_string: str, candidates: list[str] | None = None, project: Path | None = None) -> list[str]:
+    """The node configs (default: the project's nodes/*.conf) whose SERVER_IP is the `fab -H` host."""
     from .session import parse_host_string  # noqa: PLC0415
 
     _, host, _ = parse_host_string(host_string)
+    project = project or Path.cwd()
     if candidates is None:
-        candidates = [p for p in sorted(glob.glob("nodes/*.conf")) if not p.endswith("example.conf")]
-    return [p for p in candidates if _server_ip(p) == host]
+        candidates = [p for p in sorted(glob.glob(str(project / "nodes" / "*.conf"))) if not p.endswith("example.conf")]
+    return [p for p in candidates if _server_ip(p, project) == host]
 
 
-def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str | None = None) -> list[str]:
+def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str | None = None,
+               project: Path | None = None) -> list[str]:
     """--node values plus the --nodes glob, in order, without repeats; with only `-H`, the matching configs."""
     out: list[str] = list(node or [])
     if host_string and not out and not nodes:
-        out = nodes_for_host(host_string)
+        out = nodes_for_host(host_string, project=project)
         if not out:
             raise DeployError(f"no node config in nodes/ has SERVER_IP {host_string}; give --node")
         return out
@@ -84,13 +104,14 @@ def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str |
     out = [p for p in out if not (p in seen or seen.add(p))]
     if host_string and len(out) > 1:
         # `fab -H a,b task --node A --node B` calls the task once per host: each call takes its own node
-        out = nodes_for_host(host_string, out) or out
+        out = nodes_for_host(host_string, out, project) or out
     return out
 
 
 def preflight(run: Run, *, ask: bool = True) -> None:
     """Show the parameters, ask once (unless --yes or plan), then connect and check root access."""
-    run.log.info("parameters:\n" + parameters_table(run.cfg, run.target))
+    run.log.table(f"parameters of {run.cfg.key_name}", ("parameter", "value"), parameter_rows(run.cfg, run.target),
+                  text="parameters:\n" + parameters_table(run.cfg, run.target), styles={})
     if ask and not run.plan:
         confirm("Proceed?", yes=bool(run.opt("yes")))
     run.remote  # noqa: B018 - connects and checks root access now, before any phase
@@ -98,8 +119,9 @@ def preflight(run: Run, *, ask: bool = True) -> None:
 
 def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True) -> None:
     """Load each node, run `work` on it after the preflight, exit non-zero if any node failed."""
+    project = project_dir(c)
     try:
-        paths = node_paths(node, nodes, _host_string(c))
+        paths = node_paths(node, nodes, _host_string(c), project)
     except DeployError as e:
         print(f"error: {e}", file=sys.stderr)
         raise Exit(code=1) from None
@@ -110,7 +132,7 @@ def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: 
 
     def one(path: str, console=None, prefix: str = "") -> tuple[int, Run | None]:
         try:
-            cfg = load_node(path)
+            cfg = load_node(path, project)
         except ConfigError as e:
             report_config_error(path, e, console, prefix)
             return 1, None
@@ -240,7 +262,7 @@ def build_namespace() -> Collection:
               launch, verify, status, backup_keys):
         ns.add_task(t)
     try:
-        from .sandbox.demo import demo  # noqa: PLC0415 - the demo is optional (needs the sandbox package)
+        from gonka_sim.demo import demo  # noqa: PLC0415 - the demo is optional (needs the simulated world)
         ns.add_task(demo)
     except ImportError:
         pass

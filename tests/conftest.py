@@ -10,6 +10,6 @@ pytest_plugins = ["tests.plugins.hosts", "tests.plugins.world"]
 @pytest.fixture(scope="session")
 def sandbox_provision(tmp_path_factory):
     """Every sandbox host gets the local gonka and prometheus repos under /srv/git."""
-    from gonka_tasks.sandbox import repos  # noqa: PLC0415
+    from gonka_sim.network import repos  # noqa: PLC0415
 
     return [repos.provision_dir(tmp_path_factory.mktemp("repos"))]

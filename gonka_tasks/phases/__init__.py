@@ -96,9 +96,13 @@ def deploy(run) -> None:
 
 
 def write_report(run, *, failed: str | None) -> None:
-    """Print the final report and save it as nodes/<KEY_NAME>/report.txt."""
+    """Print the final report and save it as nodes/<KEY_NAME>/report.txt.
+
+    On a terminal it is a box, with the grant command printed bare below it so that it can be
+    copied as it is; elsewhere (and in the log) it is the usual lines.
+    """
     from ..artefacts import warm_address, write_artefact  # noqa: PLC0415
-    from ..report import report_text  # noqa: PLC0415
+    from ..report import grant_command, report_text  # noqa: PLC0415
 
     cfg = run.cfg
     addr = warm_address(cfg.artefacts)
@@ -106,4 +110,5 @@ def write_report(run, *, failed: str | None) -> None:
     text = report_text(cfg, failed=failed, log_path=str(run.log.path), warm_address=addr, files=files,
                        verification=getattr(run, "verification", None))
     write_artefact(cfg.artefacts, "report.txt", text)
-    (run.log.info if failed else run.log.ok)("final report (also in " + str(cfg.artefacts / "report.txt") + "):\n" + text)
+    run.log.panel(f"final report (also in {cfg.artefacts / 'report.txt'})", text, level="INFO" if failed else "OK",
+                  style="red" if failed else "green", copyable=grant_command(cfg, addr))

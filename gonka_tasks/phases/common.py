@@ -73,25 +73,33 @@ def wait_until(run, what: str, probe: Callable[[], tuple[bool, str]], *, deadlin
                interval_s: float = 2.0, report_every_s: float = 10.0,
                hint: str = "check the container logs (`docker compose logs`) and rerun",
                first_pause_s: float = 0.2) -> str:
-    """Poll `probe` until it says done; log progress; DeployError after the deadline.
+    """Poll `probe` until it says done; show progress; DeployError after the deadline.
 
     Polls start fast (0.2 s) and back off to `interval_s`: quick answers cost no idle waiting,
-    slow ones do not hammer the server.
+    slow ones do not hammer the server. A wait that is over at the first probe shows nothing; a
+    longer one gets a bar of its time budget on a terminal and an INFO line every
+    `report_every_s` in the log (and on the console without a terminal).
     """
     t0 = time.monotonic()
     last_report = t0
     pause = min(first_pause_s, interval_s)
     done, detail = probe()
-    while not done:
-        now = time.monotonic()
-        if now - t0 > deadline_s:
-            raise DeployError(f"{what}: not ready after {deadline_s:.0f} s ({detail})", hint)
-        if now - last_report >= report_every_s:
-            run.log.info(f"waiting for {what}: {detail} ({now - t0:.0f} s)")
-            last_report = now
-        time.sleep(pause)
-        pause = min(interval_s, pause * 1.6)
-        done, detail = probe()
+    if done:
+        return detail
+    with run.log.progress(f"waiting for {what}", total=deadline_s) as update:
+        while not done:
+            now = time.monotonic()
+            if now - t0 > deadline_s:
+                raise DeployError(f"{what}: not ready after {deadline_s:.0f} s ({detail})", hint)
+            line = None
+            if now - last_report >= report_every_s:
+                line = f"waiting for {what}: {detail} ({now - t0:.0f} s)"
+                last_report = now
+            update(now - t0, detail=detail, line=line)
+            time.sleep(pause)
+            pause = min(interval_s, pause * 1.6)
+            done, detail = probe()
+        update(deadline_s, detail=detail)  # a full bar: done (the elapsed time stays on it)
     return detail
 
 

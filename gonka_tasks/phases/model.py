@@ -266,7 +266,8 @@ def ensure_download(run, *, wait: bool) -> None:
         else:
             start_job(run, py)
         if wait:
-            wait_download(run, py)
+            wait_download(run, py, files=f"{len(status['missing']) + len(status['bad'])} of {status.get('files', '?')} files "
+                                         "to fetch")
             status.update(model_status(run, py))
         # without wait the job runs on; launch (or a rerun) waits for it
 
@@ -287,8 +288,19 @@ def poll_job(run) -> tuple[bool, dict]:
     return first.strip() == "alive", state if isinstance(state, dict) else {}
 
 
-def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -> None:
-    """Follow the job's state.json until complete; a failed job stops with its reason."""
+def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0, files: str = "") -> None:
+    """Follow the job's state.json until complete; a failed job stops with its reason.
+
+    On a terminal a bar shows bytes, rate, ETA and `files` (what is left to fetch); the log gets
+    `progress_line` every `report_s` (the console too without a terminal).
+    """
+    with run.log.progress("model download", unit="bytes") as update:
+        total = _follow_job(run, update, poll_s=poll_s, report_s=report_s, files=files)
+    run.log.ok(f"model download complete: {human(total)}")
+
+
+def _follow_job(run, update, *, poll_s: float, report_s: float, files: str) -> int:
+    """Poll until the job completes (returns the total bytes); DeployError when it failed or died."""
     last_report = 0.0
     pause = 0.2  # back off from fast polls to poll_s: a finished job is noticed at once
     samples: list[tuple[float, int]] = []
@@ -298,8 +310,8 @@ def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -
         s = state.get("state")
         now = time.monotonic()
         if s == "complete":
-            run.log.ok(f"model download complete: {human(state.get('total', 0))}")
-            return
+            update(state.get("total", 0), state.get("total") or None, files)
+            return state.get("total", 0)
         if s == "failed":
             raise DeployError(f"model download failed: {state.get('error', 'see the job log')}",
                               f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
@@ -310,9 +322,11 @@ def wait_download(run, py: str, *, poll_s: float = 1.0, report_s: float = 5.0) -
             samples = [(t, b) for t, b in samples if now - t < 15] + [(now, int(state["done"]))]
             span = samples[-1][0] - samples[0][0]
             rate = (samples[-1][1] - samples[0][1]) / span if span > 0 else 0.0
+            line = None
             if now - last_report >= report_s:
-                run.log.info(progress_line(state, rate))
+                line = progress_line(state, rate)
                 last_report = now
+            update(int(state["done"]), state.get("total") or None, files, line=line)
         time.sleep(pause)
         pause = min(poll_s, pause * 1.6)
 

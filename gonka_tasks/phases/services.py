@@ -10,6 +10,9 @@ key (SKIP) or the pending output (recovered first). A key on the server whose mn
 reached this machine is an error on every run until the operator deals with it.
 The passphrase comes from the container's environment (compose fills it from config.env) and is
 fed to `inferenced` on stdin: it is never on a command line.
+
+One module on purpose (~430 lines): phase 4's three steps share the snapshot and the order that
+keeps the mnemonic safe; the key's decisions themselves are pure functions in `facts`.
 """
 
 from __future__ import annotations

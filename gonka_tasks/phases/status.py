@@ -130,7 +130,6 @@ def status(run) -> None:
     """Print the table; changes nothing anywhere."""
     cfg = run.cfg
     g = gather(run)
-    r = g["r"]
     rows = phase_states(run, g)
     last = _json(read_artefact(cfg.artefacts, "verification.json") or "")
     if last:
@@ -142,12 +141,22 @@ def status(run) -> None:
     width = max(len(p) for p, _, _ in rows)
     lines = [f"{'phase'.ljust(width)}  state    detail", f"{'-' * width}  -------  ------"]
     lines += [f"{p.ljust(width)}  {s.ljust(7)}  {d}" for p, s, d in rows]
+    facts_lines = _fact_lines(run, g)
+    title = f"status of {cfg.key_name} ({cfg.server_ip})"
+    # on a terminal: the phases as a table (states coloured), the facts under it
+    run.log.table(title, ("phase", "state", "detail"), rows, caption="\n".join(facts_lines),
+                  text=f"{title}:\n" + "\n".join([*lines, "", *facts_lines]))
+    run.status_rows = rows
+
+
+def _fact_lines(run, g: dict) -> list[str]:
+    """containers, chain, disk, model, warm key, participant: one line each."""
+    cfg, r = run.cfg, g["r"]
     try:
         ps = facts.parse_compose_ps(r["ps"].stdout) if r["ps"].ok else []
     except facts.FactError:
         ps = []
-    lines.append("")
-    lines.append("containers:  " + (", ".join(f"{c.service} {c.state}" for c in ps) or "none"))
+    lines = ["containers:  " + (", ".join(f"{c.service} {c.state}" for c in ps) or "none")]
     try:
         s = facts.parse_rpc_status(r["rpc"].stdout) if r["rpc"].ok else None
     except facts.FactError:
@@ -159,5 +168,4 @@ def status(run) -> None:
     lines.append(f"warm key:    {addr or 'unknown (no address in warm_address.txt)'}")
     reg = {True: "registered", False: "not registered", None: "seed unreachable"}[g["registered"]]
     lines.append(f"participant: {cfg.cold_address} {reg}")
-    run.log.info(f"status of {cfg.key_name} ({cfg.server_ip}):\n" + "\n".join(lines))
-    run.status_rows = rows
+    return lines

@@ -34,6 +34,7 @@ REFUSED = re.compile(r"connection refused", re.I)
 # transient by nature: a client that says it reconnects (tmkms after a node restart) is not trouble
 BENIGN = re.compile(r"reconnect", re.I)
 REFUSED_STORM = 10
+RESULT_LEVELS = {"PASS": "OK", "WARN": "WARN", "FAIL": "ERROR"}
 # `docker compose logs` prefixes each line with its container: "api-1   | text"
 LOG_PREFIX = re.compile(r"^(?P<svc>[\w.-]+)\s+\| ?(?P<line>.*)$")
 
@@ -332,7 +333,10 @@ def verify(run) -> None:
     for c in checks:
         line = f"{c.result:4} {c.name}: {c.detail}"
         lines.append(f"[{stamp}] {line}")
-        {"PASS": run.log.ok, "WARN": run.log.warn, "FAIL": run.log.error}[c.result](f"verify {line}")
+        # one line per check in the log; on a terminal the console shows the table below instead
+        run.log.event(RESULT_LEVELS[c.result], f"verify {line}", console=not run.log.rich)
+    run.log.table(f"verify {cfg.key_name} ({cfg.server_ip})", ("result", "check", "detail"),
+                  [(c.result, c.name, c.detail) for c in checks])
     counts = {k: sum(1 for c in checks if c.result == k) for k in ("PASS", "WARN", "FAIL")}
     summary = f"verification: {counts['PASS']} PASS, {counts['WARN']} WARN, {counts['FAIL']} FAIL in {took:.1f} s"
     lines.append(f"[{stamp}] {summary}")

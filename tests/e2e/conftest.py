@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gonka_tasks.sandbox import repos
-from gonka_tasks.sandbox.lab import Lab
+from gonka_sim.hosts.lab import Lab
+from gonka_sim.network import repos
 
 
 @pytest.fixture

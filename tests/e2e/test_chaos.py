@@ -21,7 +21,7 @@ import pytest
 
 from bench import chaos
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]  # about 4 min: scripts/test runs it in CI (CI=true) or with RUN_SLOW=1
 
 NAME = "chaos"
 KEY_STEP, REGISTER_STEP = f"warm key {NAME}", "participant registered at the seed"

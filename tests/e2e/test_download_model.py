@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from gonka_tasks.sandbox import repos
-from gonka_tasks.sandbox.host import SandboxHost
-from gonka_tasks.sandbox.lab import Lab, fab_command
+from gonka_sim.hosts.host import SandboxHost
+from gonka_sim.hosts.lab import Lab, fab_command, make_project
+from gonka_sim.network import repos
 
 pytestmark = pytest.mark.sandbox
 
@@ -167,7 +167,7 @@ def test_killed_fab_mid_wait_leaves_the_job_running(srv, hub):
     hub.configure(bandwidth_bps=MIB)
 
     with (lab.workdir / "killed-fab.out").open("w") as log:
-        proc = subprocess.Popen([*fab_command(), "download-model", "--node", node, "--yes"], cwd=lab.workdir,
+        proc = subprocess.Popen([*fab_command(make_project(lab.workdir)), "download-model", "--node", node, "--yes"], cwd=lab.workdir,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "NO_COLOR": "1"})
         try:

@@ -92,6 +92,7 @@ def finish_and_check(lab, host, seed, name: str, node) -> None:
     assert problems == [], "\n".join(problems)
 
 
+@pytest.mark.slow  # seven deploys, each killed: in CI and with RUN_SLOW=1
 def test_interrupt_at_every_phase_boundary(lab, sandbox_host, world):
     """Run k is killed as phase k starts; run k+1 checks phases 1..k (all SKIP) and goes on."""
     host = sandbox_host

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from gonka_sim.hosts.lab import PROJECT_ROOT, fab_command, make_project
 from gonka_tasks.facts import parse_mnemonic
-from gonka_tasks.sandbox.lab import PROJECT_ROOT, fab_command
 
 pytestmark = pytest.mark.sandbox
 
@@ -110,7 +110,7 @@ class FabProcess:
         self.lines: list[str] = []
         self.err: list[str] = []
         self._new_line = threading.Condition()
-        self.proc = subprocess.Popen([*fab_command(), *args], cwd=lab.workdir, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*fab_command(make_project(lab.workdir)), *args], cwd=lab.workdir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "NO_COLOR": "1"})
         self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gonka_tasks.sandbox import repos
-from gonka_tasks.sandbox.host import SandboxHost
-from gonka_tasks.sandbox.lab import Lab
+from gonka_sim.hosts.host import SandboxHost
+from gonka_sim.hosts.lab import Lab
+from gonka_sim.network import repos
 from tests.plugins import hosts as host_fixtures
 from tests.plugins.world import World
 

@@ -1,4 +1,4 @@
-"""pytest fixtures for sandbox hosts (gonka_tasks.sandbox.host).
+"""pytest fixtures for sandbox hosts (gonka_sim.hosts.host).
 
 * ``sandbox_host_session`` (session): one host per pytest-xdist worker, index
   $GONKA_SANDBOX_IDX0 + worker number, state under $GONKA_SANDBOX_BASE. Stale hosts
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gonka_tasks.sandbox import host as sandbox
+from gonka_sim.hosts import host as sandbox
 
 FLEET_OFFSET = 50  # factory hosts use IDX0 + 50 + ...
 FLEET_PER_WORKER = 8  # ... a block of 8 indexes per xdist worker

@@ -19,9 +19,9 @@ import dataclasses
 
 import pytest
 
-from gonka_tasks.sandbox.hub import HubServer, make_model_repo
-from gonka_tasks.sandbox.pypi import PackageIndex, WheelhouseError, build_wheelhouse, pip_conf_text
-from gonka_tasks.sandbox.seed import DEFAULT_MODEL_IDS, SANDBOX_MODEL_ID, SeedServer
+from gonka_sim.network.hub import HubServer, make_model_repo
+from gonka_sim.network.pypi import PackageIndex, WheelhouseError, build_wheelhouse, pip_conf_text
+from gonka_sim.network.seed import DEFAULT_MODEL_IDS, SANDBOX_MODEL_ID, SeedServer
 
 
 def world_repos():

@@ -1,4 +1,4 @@
-"""Tests of the sandbox host (gonka_tasks.sandbox.host): isolation, SSH, disk, reset, fleet.
+"""Tests of the sandbox host (gonka_sim.hosts.host): isolation, SSH, disk, reset, fleet.
 
 The tests marked `sandbox` need root; they run commands that would change the runner if
 the isolation broke, so those commands are chosen to be harmless even then (writing a
@@ -21,8 +21,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from gonka_tasks.sandbox import host as sandbox
-from gonka_tasks.sandbox.hostinit import STOCK_FSTAB
+from gonka_sim.hosts import host as sandbox
+from gonka_sim.hosts.hostinit import STOCK_FSTAB
 
 # Also listed in tests/conftest.py; registering twice is harmless.
 pytest_plugins = ["tests.plugins.hosts"]
@@ -381,7 +381,7 @@ def test_down_leaves_nothing_behind(sandbox_host_factory):
 
 
 def _cli(base: Path, *args: str) -> dict[str, str]:
-    r = subprocess.run([sys.executable, "-m", "gonka_tasks.sandbox.host", *args], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "gonka_sim.hosts.host", *args], capture_output=True, text=True,
                        timeout=60, cwd=REPO, env={**os.environ, sandbox.BASE_ENV: str(base)})
     assert r.returncode == 0, r.stderr
     return dict(line.split("=", 1) for line in r.stdout.splitlines())

@@ -1,6 +1,6 @@
 """The simulated server software on real sandbox hosts, driven over SSH like the deployer drives it.
 
-Each test gets a fresh host provisioned with the local git repos (gonka_tasks.sandbox.repos), so
+Each test gets a fresh host provisioned with the local git repos (gonka_sim.network.repos), so
 ``git clone https://github.com/gonka-ai/gonka.git`` works through the hosts' /etc/gitconfig.
 Run e.g.: ``GONKA_SANDBOX_BASE=/tmp/gs-h3 GONKA_SANDBOX_IDX0=130 pytest tests/sandbox/test_server_sim.py``.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gonka_sim.network import repos
 from gonka_tasks.address import cold_address
-from gonka_tasks.sandbox import repos
 from tests.helpers import pubkey_b64
 
 pytestmark = pytest.mark.sandbox

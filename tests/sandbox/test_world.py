@@ -11,9 +11,9 @@ import shlex
 
 import pytest
 
+from gonka_sim.network.pypi import pip_conf_text
+from gonka_sim.network.seed import SANDBOX_MODEL_ID
 from gonka_tasks.address import cold_address
-from gonka_tasks.sandbox.pypi import pip_conf_text
-from gonka_tasks.sandbox.seed import SANDBOX_MODEL_ID
 from tests.helpers import pubkey_b64
 
 pytestmark = pytest.mark.sandbox

@@ -24,8 +24,12 @@ def fab_bin() -> str:
 
 
 def fab(*args: str, cwd: Path = ROOT, stdin=subprocess.DEVNULL, timeout: int = 60) -> subprocess.CompletedProcess:
-    """Run fab with the repo's tasks (-r finds tasks.py/fabfile.py) in a working dir of our choice."""
-    return subprocess.run([fab_bin(), "-r", str(ROOT), *args], cwd=cwd, capture_output=True, text=True,
+    """Run fab as an operator would in a project dir of our choice (`cwd`, made a project with its own
+    fabfile, so what the tasks write lands in its nodes/ and logs/, not the repository's)."""
+    from gonka_sim.hosts.lab import make_project  # noqa: PLC0415
+
+    project = cwd if cwd == ROOT else make_project(cwd)
+    return subprocess.run([fab_bin(), "-r", str(project), *args], cwd=cwd, capture_output=True, text=True,
                           stdin=stdin, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
 
 
@@ -83,3 +87,20 @@ def test_secrets_not_in_the_parameter_table(tmp_path):
     assert "KEYRING_PASSWORD" in r.stdout and PASSWORD not in r.stdout + r.stderr
     logs = list((tmp_path / "logs").glob("node-a_*.log"))
     assert logs and PASSWORD not in logs[0].read_text()
+
+
+def test_artefacts_and_log_go_to_the_projects_nodes_and_logs_wherever_the_config_is(tmp_path):
+    """A config kept outside the project (a private folder, say): the run's log lands in the project's
+    logs/ and its artefacts in the project's nodes/<KEY_NAME>/, nothing beside the config."""
+    project, elsewhere = tmp_path / "project", tmp_path / "private" / "configs"
+    elsewhere.mkdir(parents=True)
+    conf = elsewhere / "n1.conf"
+    # a server that refuses at once: the run fails at connect, after the log and last_run.json exist
+    conf.write_text(conf_text(SERVER_IP="127.0.0.1", SSH_PORT="1", KEY_NAME="far-away"))
+    conf.chmod(0o600)
+    r = fab("validate", "--node", str(conf), "--yes", cwd=project)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert list((project / "logs").glob("far-away_*.log")), r.stdout
+    assert (project / "nodes" / "far-away" / "last_run.json").exists()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["n1.conf"]
+    assert not (tmp_path / "private" / "logs").exists()

@@ -208,7 +208,8 @@ def test_fab_refuses_an_open_artefact_folder_with_exit_1(tmp_path):
     r = fab("validate", "--node", "nodes/node-a.conf", "--yes", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in out
-    assert "nodes/node-a is writable by group/others (mode 0777)" in out and "chmod 700 nodes/node-a" in out
+    assert "nodes/node-a is writable by group/others (mode 0777)" in out and "chmod 700 " in out
+    assert "nodes/node-a" in out.split("chmod 700 ", 1)[1].split()[0]
     assert not (tmp_path / "logs").exists() and os.listdir(tmp_path / "nodes" / "node-a") == []
 
 
@@ -219,5 +220,6 @@ def test_fab_names_a_file_in_the_way_of_the_artefact_folder(tmp_path):
     r = fab("validate", "--node", "nodes/node-a.conf", "--yes", cwd=tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 1 and "Traceback" not in out
-    assert "nodes/README exists but is not a folder; KEY_NAME README keeps its keys in nodes/README/" in out
+    assert "nodes/README exists but is not a folder; KEY_NAME README keeps its keys in " in out
+    assert "nodes/README/" in out
     assert (tmp_path / "nodes" / "README").read_text() == "notes\n"

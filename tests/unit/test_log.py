@@ -75,3 +75,28 @@ def test_secrets_masked_on_every_path(tmp_path):
 def test_tiny_secrets_do_not_mask_everything(tmp_path, short):
     log = RunLog(None, secrets=[short], console=io.StringIO())
     assert log.redact("about a b") == "about a b"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_log_file_is_the_same_with_a_terminal_console(tmp_path, monkeypatch):
+    """Tables, panels and progress change only the console: the file holds the same plain lines."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+    def events(log: RunLog) -> None:
+        log.info("start")
+        log.table("parameters", ("k", "v"), [("a", "1")], text="parameters:\na  1")
+        with log.progress("waiting for x", total=10) as update:
+            update(1, detail="not yet", line="waiting for x: not yet (1 s)")
+        log.panel("final report", "done\n\ncmd \\\n  --flag", level="OK", copyable="cmd \\\n  --flag")
+        log.close()
+    events(RunLog(tmp_path / "plain.log", console=io.StringIO()))
+    tty = _Terminal()
+    events(RunLog(tmp_path / "tty.log", console=tty))
+    strip = [re.sub(r"^\[[^]]*\] ", "", ln) for ln in (tmp_path / "plain.log").read_text().splitlines()]
+    assert strip == [re.sub(r"^\[[^]]*\] ", "", ln) for ln in (tmp_path / "tty.log").read_text().splitlines()]
+    assert all(LINE.match(ln) for ln in (tmp_path / "tty.log").read_text().splitlines())
+    assert "╭─ final report" in tty.getvalue() and "[INFO] parameters:" not in tty.getvalue()

@@ -1,6 +1,6 @@
 """Shared helpers for the gonka-sim unit tests (no root, no sandbox host).
 
-The sim programs of ``gonka_tasks/sandbox/server_root`` run here as subprocesses on the runner
+The sim programs (the tree `gonka_sim.server.install` builds for a host) run here as subprocesses on the runner
 with ``GONKA_SIM_ROOT`` = a temp dir, their own loopback net (``GONKA_SIM_NET``) and a published
 port offset, so tests running at the same time do not meet. Containers they start are killed
 by the pid recorded in their state file (checked against its start time) at teardown.
@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,26 +24,31 @@ from pathlib import Path
 
 import pytest
 
-import gonka_tasks.sandbox as sandbox_pkg
+from gonka_sim.network.repos import TEMPLATES
+
+# the sim's own modules (re-exported for the tests)
+from gonka_sim.server import (  # noqa: E402, I001
+    chainfiles,
+    chainkeys,
+    compose,
+    engine,
+    gotemplate,
+    install,
+    keyring,
+    simenv,
+    tomledit,
+)
 from tests.helpers import pubkey_b64
 
-SERVER_ROOT = Path(sandbox_pkg.__file__).resolve().parent / "server_root"
+SERVER_ROOT = install.tree(Path(tempfile.gettempdir()) / "gonka-sim-trees")
 LIB = SERVER_ROOT / "usr" / "local" / "lib" / "gonka-sim"
 BIN = SERVER_ROOT / "usr" / "local" / "bin"
 DOCKER = BIN / "docker"
-TEMPLATES = Path(sandbox_pkg.__file__).resolve().parent / "repo_templates"
 PASSWORD = "Sup3r 'secret' $HOME pass"
 
-if str(LIB) not in sys.path:
-    sys.path.insert(0, str(LIB))
+__all__ = ["chainfiles", "chainkeys", "compose", "engine", "gotemplate", "keyring", "simenv", "tomledit", "TEMPLATES"]
 
-# The sim's own modules, importable once LIB is on sys.path (re-exported for the tests).
-from gonkasim import chainfiles, chainkeys, compose, engine, gotemplate, keyring, simenv, tomledit  # noqa: E402
-
-__all__ = ["chainfiles", "chainkeys", "compose", "engine", "gotemplate", "keyring", "simenv", "tomledit"]
-
-needs_sim_python = pytest.mark.skipif(not Path("/usr/bin/python3").exists() or sys.version_info < (3, 11),
-                                       reason="the sim runs on /usr/bin/python3 >= 3.11 with PyYAML")
+needs_sim_python = pytest.mark.skipif(sys.version_info < (3, 11), reason="the sim needs Python >= 3.11 (tomllib)")
 
 
 def _proc_start(pid: int) -> int | None:

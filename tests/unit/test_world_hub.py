@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gonka_tasks.sandbox.hub import Blob, HubServer, SyntheticRepo, make_model_repo
-from gonka_tasks.sandbox.seed import SANDBOX_MODEL_ID
+from gonka_sim.network.hub import Blob, HubServer, SyntheticRepo, make_model_repo
+from gonka_sim.network.seed import SANDBOX_MODEL_ID
 
 hf = pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gonka_tasks.sandbox.pypi import SYSTEM_PYTHON, PackageIndex, _project_of, normalize_name, pip_conf_text
+from gonka_sim.network.pypi import SYSTEM_PYTHON, PackageIndex, _project_of, normalize_name, pip_conf_text
 
 needs_system_python = pytest.mark.skipif(
     not Path(SYSTEM_PYTHON).exists(), reason=f"{SYSTEM_PYTHON} (what sandbox hosts use) is missing"

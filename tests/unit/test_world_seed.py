@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
+from gonka_sim.network.seed import SANDBOX_MODEL_ID, SeedServer, is_private_url
 from gonka_tasks.address import cold_address
-from gonka_tasks.sandbox.seed import SANDBOX_MODEL_ID, SeedServer, is_private_url
 from tests.helpers import pubkey_b64
 
 

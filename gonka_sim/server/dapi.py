@@ -1,0 +1,310 @@
+"""The api container (decentralized-api): node-config.json read once into .dapi/gonka.db; the admin
+API on :9200, the ML callback on :9100, the public API on :9000.
+
+At ~290 lines: one class, the routes of its three servers."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from . import chainkeys, simenv
+from .behaviour import Behaviour, get_json, slog
+from .keyring import Keyring, KeyringError, LineReader
+from .runtime import Fatal, Response, json_response
+
+# ----------------------------------------------------------------------------- api
+
+class Api(Behaviour):
+    def setup(self):
+        rt, env = self.rt, self.env
+        self.home = rt.path("/root/.inference")
+        dapi = rt.path("/root/.dapi")
+        dapi.mkdir(parents=True, exist_ok=True)
+        self.db_path = dapi / "gonka.db"
+        self.lock = threading.Lock()
+        self.report_cache: tuple[float, dict] | None = None
+        log = rt.log
+        version = simenv.version_of(rt.state.get("image", ""))
+        log(slog("INFO", "Starting decentralized-api", version=version))
+        shown = {k: v for k, v in sorted(env.items()) if k.startswith(("DAPI_", "KEY", "ACCOUNT", "NODE_CONFIG"))}
+        if not rt.knob("api_log_password", True):
+            shown.pop("KEYRING_PASSWORD", None)
+        log(slog("INFO", "Loaded environment", **shown))
+        if not self.db_path.exists():
+            cpath = env.get("NODE_CONFIG_PATH", "/root/node_config.json")
+            src = rt.path(cpath)
+            if src.is_dir():
+                raise Fatal(slog("ERROR", "failed to load node config", path=cpath,
+                                 error=f"read {cpath}: is a directory"))
+            try:
+                nodes = json.loads(src.read_text())
+            except OSError:
+                raise Fatal(slog("ERROR", "failed to load node config", path=cpath,
+                                 error=f"open {cpath}: no such file or directory")) from None
+            except ValueError as e:
+                raise Fatal(slog("ERROR", "failed to parse node config", path=cpath, error=str(e))) from None
+            if not isinstance(nodes, list):
+                raise Fatal(slog("ERROR", "failed to parse node config", path=cpath,
+                                 error="json: cannot unmarshal object into Go value of type []apiconfig.InferenceNodeConfig"))
+            self.nodes = [self.normal(n) for n in nodes]
+            self.save()
+            log(slog("INFO", "Imported ML nodes from node config into the database", count=len(self.nodes),
+                     path=cpath))
+        else:
+            self.nodes = (simenv.read_json(self.db_path) or {}).get("nodes", [])
+            log(slog("INFO", "Loaded ML nodes from database (node config file not re-read)", count=len(self.nodes)))
+        key = env.get("KEY_NAME", "")
+        if (self.home / "keyring-file" / f"{key}.info").exists():
+            log(slog("INFO", "Signer key found in keyring", key_name=key, backend="file"))
+        else:
+            log(slog("ERROR", "Signer key not found in keyring", key_name=key, backend="file"))
+        log(slog("INFO", "Admin server listening", addr=":9200"))
+        log(slog("INFO", "ML server listening", addr=":9100"))
+        log(slog("INFO", "Public server listening", addr=":9000"))
+
+    @staticmethod
+    def normal(n: dict) -> dict:
+        out = {"id": "", "host": "", "inference_segment": "", "inference_port": 5000, "poc_segment": "",
+               "poc_port": 8080, "models": {}, "max_concurrent": 500, "hardware": []}
+        out.update(n if isinstance(n, dict) else {})
+        return out
+
+    def save(self) -> None:
+        simenv.write_json(self.db_path, {"nodes": self.nodes, "schema": 1, "updated_at": simenv.rfc3339()})
+
+    def listener(self, cport):
+        return {9000: ("http", self.public, ""), 9100: ("http", self.ml, ""), 9200: ("http", self.admin, "")}.get(cport)
+
+    # -- chain and ml-node probes ----------------------------------------------------------------
+
+    def node_status(self) -> dict | None:
+        url = (self.env.get("DAPI_CHAIN_NODE__URL") or "http://node:26657").rstrip("/") + "/status"
+        try:
+            _s, data = get_json(url)
+            return data["result"]
+        except (OSError, TypeError, KeyError):
+            return None
+
+    def ml_health(self, n: dict) -> tuple[bool, str, dict | None]:
+        base = f"http://{n.get('host')}:{n.get('poc_port')}"
+        try:
+            status, data = get_json(base + "/health", timeout=2)
+        except OSError as e:
+            return False, f'Get "{base}/health": dial tcp: {getattr(e, "reason", e)}', None
+        if status != 200:
+            return False, f"HTTP {status}", None
+        try:
+            _s, devs = get_json(base + "/api/v1/gpu/devices", timeout=2)
+        except OSError:
+            devs = None
+        return True, "", devs if isinstance(devs, dict) else None
+
+    def cold(self) -> tuple[str, bytes] | None:
+        try:
+            raw = base64.b64decode(self.env.get("ACCOUNT_PUBKEY", ""), validate=True)
+        except ValueError:
+            return None
+        if len(raw) != 33:
+            return None
+        return chainkeys.address(raw), raw
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    def admin(self, method, path, headers, body) -> Response:
+        p = urllib.parse.urlsplit(path).path.rstrip("/")
+        if p == "/admin/v1/nodes" and method == "GET":
+            return json_response([{"node": n, "state": self.node_state(n)} for n in self.nodes])
+        if p == "/admin/v1/nodes" and method == "POST":
+            try:
+                n = self.normal(json.loads(body))
+            except ValueError:
+                return json_response({"message": "invalid node"}, 400)
+            with self.lock:
+                self.nodes = [x for x in self.nodes if x.get("id") != n["id"]] + [n]
+                self.save()
+            return json_response(n)
+        if p.startswith("/admin/v1/nodes/") and method in ("PUT", "DELETE", "GET"):
+            nid = urllib.parse.unquote(p.rsplit("/", 1)[1])
+            with self.lock:
+                idx = next((i for i, x in enumerate(self.nodes) if x.get("id") == nid), None)
+                if idx is None:
+                    return json_response({"message": f"node {nid} not found"}, 404)
+                if method == "GET":
+                    return json_response({"node": self.nodes[idx], "state": self.node_state(self.nodes[idx])})
+                if method == "DELETE":
+                    gone = self.nodes.pop(idx)
+                    self.save()
+                    return json_response(gone)
+                try:
+                    n = self.normal({**json.loads(body), "id": nid})
+                except ValueError:
+                    return json_response({"message": "invalid node"}, 400)
+                self.nodes[idx] = n
+                self.save()
+                return json_response(n)
+        if p == "/admin/v1/setup/report" and method == "GET":
+            return json_response(self.report())
+        return json_response({"message": "Not Found"}, 404)
+
+    def node_state(self, n: dict) -> dict:
+        ok, err, _ = self.ml_health(n)
+        return {"intended_status": "INFERENCE", "current_status": "INFERENCE" if ok else "FAILED",
+                "poc_intended_status": "IDLE", "poc_current_status": "IDLE", "lock_count": 0,
+                "failure_reason": "" if ok else err, "status_timestamp": simenv.rfc3339(),
+                "epoch_models": {}, "epoch_ml_nodes": {}}
+
+    def public(self, method, path, headers, body) -> Response:
+        p = urllib.parse.urlsplit(path).path.rstrip("/")
+        if p == "/v1/status":
+            st = self.node_status() or {}
+            sync = st.get("sync_info", {})
+            cold = self.cold()
+            return json_response({"status": "ok", "version": simenv.version_of(self.rt.state.get("image", "")),
+                                  "key_name": self.env.get("KEY_NAME", ""),
+                                  "account_address": cold[0] if cold else "",
+                                  "public_url": self.env.get("DAPI_API__PUBLIC_URL", ""),
+                                  "block_height": int(sync.get("latest_block_height", 0) or 0),
+                                  "catching_up": sync.get("catching_up"), "ml_nodes": len(self.nodes)})
+        if p in ("/v1/health", "/health"):
+            return json_response({"status": "ok"})
+        return json_response({"message": "Not Found"}, 404)
+
+    def ml(self, method, path, headers, body) -> Response:
+        if urllib.parse.urlsplit(path).path.rstrip("/") == "/versions":
+            return json_response({"versions": []})
+        return json_response({})
+
+    def report(self) -> dict:
+        ttl = float(self.rt.knob("report_cache_s", 15))
+        now = time.time()
+        if self.report_cache and now < self.report_cache[0]:
+            return self.report_cache[1]
+        report = self.build_report(now)
+        report["cached_until"] = simenv.rfc3339(now + ttl)
+        self.report_cache = (now + ttl, report)
+        return report
+
+    def build_report(self, now: float) -> dict:
+        checks: list[dict] = []
+        all_pass = bool(self.rt.knob("report_all_pass"))
+
+        def add(cid, status, message, details=None):
+            c = {"id": cid, "status": status, "message": message}
+            if details is not None:
+                c["details"] = details
+            checks.append(c)
+
+        cold = self.cold()
+        if cold:
+            add("cold_key_configured", "PASS", "Cold key is configured",
+                {"address": cold[0], "pubkey": self.env.get("ACCOUNT_PUBKEY")})
+            in_ring = (self.home / "keyring-file" / f"{chainkeys.account_id(cold[1]).hex()}.address").exists()
+            add("cold_key_not_in_keyring", "FAIL" if in_ring else "PASS",
+                "Cold key is in keyring (should only be in environment config)" if in_ring
+                else "Cold key correctly NOT in keyring")
+        else:
+            add("cold_key_configured", "FAIL", "Cold key is not configured")
+        key = self.env.get("KEY_NAME", "")
+        if (self.home / "keyring-file" / f"{key}.info").exists():
+            add("warm_key_in_keyring", "PASS", f"Warm key '{key}' found in keyring")
+            kr = Keyring(self.home, "file", LineReader(io.BytesIO()))
+            kr.password = self.env.get("KEYRING_PASSWORD", "")
+            try:
+                kr.get(key)
+                add("warm_key_address_match", "PASS", "Warm key address matches signer address")
+            except KeyringError as e:
+                add("warm_key_address_match", "UNAVAILABLE", f"Failed to get public key from keyring: {e}")
+        else:
+            add("warm_key_in_keyring", "FAIL", f"Warm key '{key}' not found in keyring: {key}.info: key not found")
+        chain_ok = "PASS" if all_pass else "UNAVAILABLE"
+        add("permissions_granted", chain_ok, "All 27 required permissions granted" if all_pass else
+            "Unable to check permissions: rpc error: code = Unavailable desc = authz query not simulated")
+        add("feegrant_allowance", chain_ok, "Fee allowance from cold to warm key is configured" if all_pass else
+            "Unable to check feegrant allowance: rpc error: code = Unavailable desc = feegrant query not simulated")
+        status = self.node_status()
+        registered = None
+        seed = self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
+        if cold and seed:
+            try:
+                code, data = get_json(f"{seed}/v1/participants/{cold[0]}", timeout=3)
+                registered = data if code == 200 else False
+            except OSError:
+                registered = None
+        pk = ((status or {}).get("validator_info") or {}).get("pub_key") or {}
+        if status is None:
+            add("consensus_key_match", "UNAVAILABLE", "Failed to get node status: connection refused")
+        elif not registered:
+            add("consensus_key_match", "UNAVAILABLE", "Failed to query participant: rpc error: code = NotFound desc "
+                "= participant not found")
+        else:
+            want = registered.get("validator_key") if isinstance(registered, dict) else None
+            if want and want != pk.get("value"):
+                add("consensus_key_match", "FAIL", f"Consensus key mismatch: local={pk.get('value')}, registered={want}",
+                    {"consensus_pubkey": pk.get("value"), "registered_pubkey": want})
+            else:
+                add("consensus_key_match", "PASS", "Consensus key matches participant registration",
+                    {"consensus_pubkey": pk.get("value")})
+        epoch = 100 + int((now - 1.7e9) / 86400)
+        if registered:
+            add("active_in_epoch", "PASS" if all_pass else "FAIL",
+                f"Participant is active in epoch {epoch} with weight 1" if all_pass
+                else f"Participant is NOT active in epoch {epoch}", {"epoch": epoch})
+        else:
+            add("active_in_epoch", "UNAVAILABLE", f"Failed to query active participants for epoch {epoch}")
+        if status is not None:
+            add("validator_in_set", "PASS" if all_pass else "FAIL",
+                "Validator is active in consensus validator set" if all_pass else
+                "Validator is NOT in consensus validator set (may need to register or unjail)",
+                {"consensus_pubkey": pk.get("value")})
+        if registered:
+            add("missed_requests_threshold", "PASS", "Missed requests: 0.0% (below 10% threshold)",
+                {"inference_count": 0, "missed_requests": 0, "total_requests": 0, "missed_percentage": 0})
+        else:
+            add("missed_requests_threshold", "UNAVAILABLE", "Unable to query participant stats: participant not found")
+        for n in self.nodes:
+            ok, err, devs = self.ml_health(n)
+            gpus = [{"index": d.get("index"), "name": d.get("name"),
+                     "total_memory_gb": round(d.get("total_memory_mb", 0) / 1024, 2),
+                     "free_memory_gb": round(d.get("free_memory_mb", 0) / 1024, 2),
+                     "used_memory_gb": round(d.get("used_memory_mb", 0) / 1024, 2),
+                     "available": d.get("is_available", False)} for d in (devs or {}).get("devices", [])]
+            add(f"mlnode_{n.get('id')}", "PASS" if ok else "FAIL",
+                "MLNode is healthy" if ok else f"MLNode health check failed: {err}",
+                {"id": n.get("id"), "host": n.get("host"), "models": sorted(n.get("models") or {}), "gpus": gpus})
+        if status is None:
+            add("block_sync", "UNAVAILABLE", "Failed to get node status: connection refused")
+        else:
+            sync = status.get("sync_info", {})
+            h = int(sync.get("latest_block_height", 0))
+            age = _age(sync.get("latest_block_time", ""), now)
+            ok = age < 60
+            add("block_sync", "PASS" if ok else "FAIL",
+                f"Chain is synced. Latest block: {h}, age: {int(age)}s" if ok else
+                f"Chain appears stalled. Latest block: {h}, age: {int(age)}s (> 60s)",
+                {"latest_height": h, "latest_block_time": sync.get("latest_block_time"),
+                 "seconds_since_block": int(age)})
+        counts = {s: sum(1 for c in checks if c["status"] == s) for s in ("PASS", "FAIL", "UNAVAILABLE")}
+        overall = "FAIL" if counts["FAIL"] else "UNAVAILABLE" if counts["UNAVAILABLE"] else "PASS"
+        issues = [c["message"] if c["status"] == "FAIL" else f"Check unavailable: {c['message']}"
+                  for c in checks if c["status"] != "PASS"]
+        return {"experimental": True, "generated_at": simenv.rfc3339(now), "overall_status": overall, "checks": checks,
+                "summary": {"total_checks": len(checks), "passed_checks": counts["PASS"],
+                            "failed_checks": counts["FAIL"], "unavailable_checks": counts["UNAVAILABLE"],
+                            "issues": issues, "recommendations": []}}
+
+
+def _age(stamp: str, now: float) -> float:
+    import datetime as dt
+
+    try:
+        t = dt.datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return 1e9
+    return max(0.0, now - t)
