@@ -91,6 +91,7 @@ STOCK_FSTAB = """\
 
 PROVISION_STAGE = "/.gs-provision"
 FAULT_HOOK = "/usr/local/lib/gonka-sim/fault-hook.sh"
+SITE_MARKER = "usr/local/lib/gonka-sim/site.path"  # written by gonka_sim.server.install
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -206,7 +207,20 @@ def build_root(spec: dict) -> str:
         stage = f"{root}{PROVISION_STAGE}/{i}"
         os.makedirs(stage)
         bind(tree, stage, readonly=True)
+        bind_site_packages(stage, root)
     return root
+
+
+def bind_site_packages(stage: str, root: str) -> None:
+    """A tree naming the runner's site-packages (gonka_sim.server.install) gets them read-only at
+    /usr/local/lib/gonka-sim/site: the runner's path itself may be hidden in the host (a fresh /tmp)."""
+    marker = f"{stage}/{SITE_MARKER}"
+    if os.path.isfile(marker):
+        with open(marker) as f:
+            site = f.read().strip()
+        target = f"{root}/{os.path.dirname(SITE_MARKER)}/site"
+        os.makedirs(target, exist_ok=True)
+        bind(site, target, readonly=True)
 
 
 def mount_kernel_filesystems() -> None:

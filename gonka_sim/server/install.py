@@ -12,11 +12,12 @@
     /usr/local/lib/gonka-sim/fault-hook.sh                  the chaos run's one-time command failure
     /etc/hosts.sandbox                                      compose service names on loopback
 
-The programs run on the host's own /usr/bin/python3 (a sandbox host has a fresh /root, which
-hides an interpreter installed there, like pyenv's) and borrow the libraries of the project's
-environment (its site-packages, seen inside the host through the overlay root), so the simulation
-uses the same well-kept libraries as the rest of the project. Both must be the same Python minor
-version; `build` says so when they are not.
+The programs run on the host's own /usr/bin/python3 (a sandbox host has a fresh /root and /tmp,
+which hide an interpreter or a virtual environment there) and borrow the libraries of the
+project's environment: `site.path` names its site-packages, which the host's init binds read-only
+at /usr/local/lib/gonka-sim/site (on the runner, the launchers use the path itself). So the
+simulation uses the same well-kept libraries as the rest of the project. Both must be the same
+Python minor version; `build` says so when they are not.
 """
 
 from __future__ import annotations
@@ -67,10 +68,12 @@ def launcher(path: str, module: str, func: str, what: str, python: str, site: li
     up = len(Path(path).parent.relative_to(LIB).parts) if path.startswith(LIB) else None
     lib = ("Path(__file__).resolve().parent" + ".parent" * up) if up is not None else \
         'Path(__file__).resolve().parent.parent / "lib" / "gonka-sim"'
-    return (f"#!{python}\n\"\"\"gonka-sim: {what}.\"\"\"\nimport sys\nfrom pathlib import Path\n\n"
-            f"sys.path[1:1] = {site!r}  # the project's libraries\n"
-            f"sys.path.insert(0, str({lib}))\nfrom gonkasim.{module} import {func} as main  # noqa: E402\n\n"
-            "sys.exit(main())\n")
+    return (f"#!{python}\n\"\"\"gonka-sim: {what}.\"\"\"\nimport os\nimport sys\nfrom pathlib import Path\n\n"
+            f"LIB = {lib}\n"
+            "# the project's libraries: bound into the host at LIB/site, else (on the runner) where they are\n"
+            f"sys.path[1:1] = [p for p in [str(LIB / 'site'), *{site!r}] if os.path.isdir(p)][:1]\n"
+            "sys.path.insert(0, str(LIB))\n"
+            f"from gonkasim.{module} import {func} as main  # noqa: E402\n\nsys.exit(main())\n")
 
 
 def hosts_sandbox() -> str:
@@ -105,6 +108,7 @@ def build(dest: Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(launcher(path, module, func, what, python, site))
         p.chmod(0o755)
+    (dest / LIB / "site.path").write_text(site[0] + "\n")
     (dest / "etc").mkdir(exist_ok=True)
     (dest / "etc" / "hosts.sandbox").write_text(hosts_sandbox())
     return dest
