@@ -21,7 +21,7 @@ from gonka_sim.hosts import host as sandbox
 from gonka_sim.hosts.lab import PROJECT_ROOT, fab_command, make_project
 from tests.unit.test_console import ANSI, FIXTURE, LINE, check_terminal_recording
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("demo")]  # demos: in CI and with RUN_SLOW=1; one demo host at a time
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("demo"), pytest.mark.usefixtures("demo_lock")]  # demos: in CI and with RUN_SLOW=1; one demo host at a time
 
 DEMO_LINE = re.compile(r"^\[demo\] ")
 # the right edge of a table row or panel line, with the colour codes around it

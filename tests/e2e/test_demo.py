@@ -10,7 +10,7 @@ import pytest
 from gonka_sim.hosts import host as sandbox
 from gonka_sim.hosts.lab import fab_command, make_project
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("demo")]  # a whole demo: in CI and with RUN_SLOW=1; one demo host at a time
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("demo"), pytest.mark.usefixtures("demo_lock")]  # a whole demo: in CI and with RUN_SLOW=1; one demo host at a time
 
 
 def test_demo_deploys_and_leaves_nothing_behind(tmp_path):
