@@ -105,15 +105,11 @@ def transient(e: BaseException) -> bool:
     The client wraps HTTP errors (a missing file becomes "not found in the local cache", an
     OSError), so the whole chain of causes is asked for an HTTP status first: a 404 is final.
     """
-    seen: set[int] = set()
-    cause: BaseException | None = e
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in _chain(e):
         status = getattr(getattr(cause, "response", None), "status_code", None)
         if isinstance(status, int):
             return status >= 500 or status == 429
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(e, DiskFull) or any(getattr(c, "errno", None) in DISK_FULL for c in _chain(e)):
+    if isinstance(e, DiskFull) or disk_full(e):
         return False
     mod = type(e).__module__ or ""
     return isinstance(e, OSError | TimeoutError | ConnectionError) or mod.startswith(("httpx", "httpcore", "requests", "urllib3"))
@@ -126,6 +122,10 @@ def _chain(e: BaseException):
         seen.add(id(e))
         yield e
         e = e.__cause__ or e.__context__
+
+
+def disk_full(e: BaseException) -> bool:
+    return any(getattr(c, "errno", None) in DISK_FULL for c in _chain(e))
 
 
 def drop_bad(repo: str, sha: str, name: str) -> None:
@@ -186,7 +186,7 @@ def download(args) -> int:
             try:
                 with_retry(hf_hub_download, args.repo, name, revision=sha)
             except OSError as e:
-                if any(getattr(c, "errno", None) in DISK_FULL for c in _chain(e)):
+                if disk_full(e):
                     raise DiskFull(disk_full_message(cache, files[name])) from e
                 raise
         final = compare(args.repo, sha, files)
