@@ -51,12 +51,18 @@ class NodeConfig:
         return self.values["SERVER_IP"]
 
     @property
+    def ssh_host(self) -> str:
+        """What SSH connects to: SSH_HOST (an address, a name or a ~/.ssh/config alias), else SERVER_IP."""
+        return self.values.get("SSH_HOST") or self.server_ip
+
+    @property
     def ssh_user(self) -> str:
+        """SSH_USER, or "" when the node config leaves it to ~/.ssh/config (else root)."""
         return self.values["SSH_USER"]
 
     @property
-    def ssh_port(self) -> int:
-        return int(self.values["SSH_PORT"])
+    def ssh_port(self) -> int | None:
+        return int(self.values["SSH_PORT"]) if self.values["SSH_PORT"] else None
 
     @property
     def ssh_key(self) -> str:

@@ -17,8 +17,11 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 DEFAULTS: dict[str, str | None] = {
     # server
     "SERVER_IP": None,
-    "SSH_USER": "root",
-    "SSH_PORT": "22",
+    # how SSH reaches it: SSH_HOST may be a ~/.ssh/config alias (HostName, User, Port, ProxyJump,
+    # IdentityFile apply); empty SSH_USER/SSH_PORT come from there, else root and 22
+    "SSH_HOST": "",
+    "SSH_USER": "",
+    "SSH_PORT": "",
     "SSH_KEY": "",
     # identity and secrets
     "KEY_NAME": None,
@@ -58,6 +61,9 @@ DEFAULTS: dict[str, str | None] = {
     "DATA_DISK": "/dev/vdc",
     "MOUNT_POINT": "/mnt/ssd",
     "ADOPT_DISK": "false",
+    # room kept on the data disk for the chain's data (it grows for as long as the node runs; the
+    # docs ask for a 1 TB disk in all), checked by the preflight next to the model's size
+    "CHAIN_DATA_GB": "200",
     # repos
     "GONKA_REPO": "https://github.com/gonka-ai/gonka.git",
     "GONKA_REF": "main",

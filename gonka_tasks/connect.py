@@ -120,32 +120,74 @@ def _reason(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def connect(host: str, *, user: str, port: int, known_hosts: Path, key_filename: str = "",
-            log: RunLog | None = None, accept_new_host_key: bool = False,
-            attempts: int = CONNECT_ATTEMPTS, use_user_known_hosts: bool = True,
-            wait_initial: float = 0.5, wait_max: float = 5) -> Connection:
-    """Open a Fabric Connection with the host key pinned; raise DeployError with the fix on failure."""
-    name = host_key_name(host, port)
-    key_path = str(Path(key_filename).expanduser()) if key_filename else ""
-    if key_path and not Path(key_path).is_file():
-        raise DeployError(f"SSH key {key_path} not found", "set SSH_KEY in the node config to your private key file")
-    connect_kwargs: dict = {"banner_timeout": 15, "auth_timeout": 20}
-    if key_path:
-        connect_kwargs.update(key_filename=key_path, look_for_keys=False, allow_agent=False)
-    conn = Connection(host, user=user, port=port, connect_timeout=CONNECT_TIMEOUT,
-                      connect_kwargs=connect_kwargs, config=Config(overrides={"run": {"in_stream": False}}))
-    client = conn.client
+def _fabric_config(config) -> Config:
+    """The task's Fabric config (fabric.yaml, FABRIC_* env, -i, -S, --prompt-for-passphrase), or
+    Fabric's defaults; commands never read our stdin (a prompt must not steal the terminal)."""
+    cfg = config.clone(into=Config) if config is not None else Config()
+    cfg.run.in_stream = False
+    return cfg
 
+
+def hops(conn: Connection) -> list[Connection]:
+    """The ProxyJump gateways of a connection, the one nearest to us first."""
+    out = []
+    gw = conn.gateway
+    while isinstance(gw, Connection):
+        out.insert(0, gw)
+        gw = gw.gateway
+    return out
+
+
+def _trust(conn: Connection, known_hosts: Path, log: RunLog | None, accept_new: bool,
+           use_user_known_hosts: bool) -> tuple[str, Path, dict]:
+    """Install the expected host keys of one hop (target or gateway) and the pinning policy."""
+    name = host_key_name(conn.host, conn.port)
     user_file = Path(USER_KNOWN_HOSTS).expanduser()
     user_keys = known_keys(user_file, name) if use_user_known_hosts else {}
     pinned = known_keys(known_hosts, name)
     # The expected keys and where they come from; none (first use, or re-pin) = pin what is shown.
     source, expected = (user_file, user_keys) if user_keys else (known_hosts, pinned)
-    if accept_new_host_key:
+    if accept_new:
         source, expected = known_hosts, {}
     for ktype, key in expected.items():
-        client.get_host_keys().add(name, ktype, key)
-    client.set_missing_host_key_policy(PinPresentedKey(known_hosts, log, repin=accept_new_host_key))
+        conn.client.get_host_keys().add(name, ktype, key)
+    conn.client.set_missing_host_key_policy(PinPresentedKey(known_hosts, log, repin=accept_new))
+    return name, source, user_keys
+
+
+def connect(host: str, *, user: str, port: int, known_hosts: Path, key_filename: str = "",
+            log: RunLog | None = None, accept_new_host_key: bool = False,
+            attempts: int = CONNECT_ATTEMPTS, use_user_known_hosts: bool = True,
+            wait_initial: float = 0.5, wait_max: float = 5, config=None) -> Connection:
+    """Open a Fabric Connection with the host key pinned; raise DeployError with the fix on failure.
+
+    `host` may be a ~/.ssh/config alias: its HostName, ProxyJump and IdentityFile apply (Fabric
+    reads them), and every jump host's key is pinned like the server's own.
+    """
+    key_path = str(Path(key_filename).expanduser()) if key_filename else ""
+    if key_path and not Path(key_path).is_file():
+        raise DeployError(f"SSH key {key_path} not found", "set SSH_KEY in the node config to your private key file")
+    fab_config = _fabric_config(config)
+    # Fabric takes the constructor's connect_kwargs instead of the config's: merge them (-i keys,
+    # --prompt-for-passphrase's passphrase), then ours
+    connect_kwargs: dict = {**fab_config.connect_kwargs, "banner_timeout": 15, "auth_timeout": 20}
+    if key_path:
+        connect_kwargs.update(key_filename=key_path, look_for_keys=False, allow_agent=False)
+    conn = Connection(host, user=user, port=port, connect_timeout=CONNECT_TIMEOUT,
+                      connect_kwargs=connect_kwargs, config=fab_config)
+    client = conn.client
+    user_file = Path(USER_KNOWN_HOSTS).expanduser()
+    sources = {}
+    for hop in [*hops(conn), conn]:
+        if key_path and hop is not conn:  # SSH_KEY may open the jump hosts too, besides their own keys
+            keys = hop.connect_kwargs.get("key_filename") or []
+            hop.connect_kwargs["key_filename"] = [*([keys] if isinstance(keys, str) else keys), key_path]
+        hop_name, hop_source, hop_user_keys = _trust(hop, known_hosts, log, accept_new_host_key, use_user_known_hosts)
+        sources[hop_name] = hop_source
+    name = host_key_name(conn.host, conn.port)
+    user_keys = hop_user_keys
+    host, port = conn.host, conn.port
+    jump = " via " + ", ".join(f"{g.user}@{g.host}:{g.port}" for g in hops(conn)) if hops(conn) else ""
 
     def before_sleep(state) -> None:
         if log:
@@ -166,7 +208,7 @@ def connect(host: str, *, user: str, port: int, known_hosts: Path, key_filename:
         nonlocal tries
         tries += 1
         if log:
-            log.check(f"SSH connection to {user}@{host}:{port}")
+            log.check(f"SSH connection to {user}@{host}:{port}{jump}")
         try:
             conn.open()
         except paramiko.SSHException as e:
@@ -184,7 +226,9 @@ def connect(host: str, *, user: str, port: int, known_hosts: Path, key_filename:
     try:
         _open()
     except paramiko.BadHostKeyException as e:
-        raise _changed_key(name, e, source, user_file) from None
+        # the server's key, or a jump host's (the exception names the host it was checking)
+        bad = e.hostname if e.hostname in sources else name
+        raise _changed_key(bad, e, sources[bad], user_file) from None
     except paramiko.AuthenticationException as e:
         tried = key_path or "the SSH agent and the default keys in ~/.ssh"
         why = " (the key is encrypted: load it into ssh-agent and leave SSH_KEY empty)" if isinstance(
@@ -208,7 +252,7 @@ def connect(host: str, *, user: str, port: int, known_hosts: Path, key_filename:
             log.warn(f"{user_file} still holds another host key for {name}; it is trusted first, so the next run "
                      f"will refuse the server: remove it with `ssh-keygen -R '{name}'`")
     if log:
-        log.ok(f"connected to {user}@{host}:{port}")
+        log.ok(f"connected to {user}@{host}:{port}{jump}")
     return conn
 
 

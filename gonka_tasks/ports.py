@@ -71,3 +71,35 @@ def exposed_mappings(text: str, ports: set[int], env: dict[str, str]) -> list[st
         if m and host_port(m.group("host"), env) in ports and m.group("ip") in (None, "0.0.0.0"):
             found.append(line.strip())
     return found
+
+
+P2P_CONTAINER_PORT = 26656  # CometBFT's P2P port inside the node container
+
+
+def publish_p2p(text: str, port: int, env: dict[str, str]) -> str:
+    """Compose text whose mappings of the node's P2P port (container 26656) publish host `port`.
+
+    Upstream's docker-compose.yml has the literal `"5000:26656"`, so a P2P_PORT other than 5000
+    only works when the file itself says so (kept across the operator's own `compose up`)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\n")
+        m = _MAPPING.match(body)
+        if m and int(m.group("cont")) == P2P_CONTAINER_PORT and host_port(m.group("host"), env) != port:
+            q = m.group("q") or '"'
+            ip = f"{m.group('ip')}:" if m.group("ip") else ""
+            body = (f"{m.group('lead')}{q}{ip}{port}:{m.group('cont')}{m.group('proto') or ''}{q}"
+                    f"{m.group('tail')}")
+            line = body + ("\n" if line.endswith("\n") else "")
+        out.append(line)
+    return "".join(out)
+
+
+def p2p_mismatches(text: str, port: int, env: dict[str, str]) -> list[str]:
+    """Mappings of the node's P2P port that publish another host port than `port`."""
+    found = []
+    for line in text.splitlines():
+        m = _MAPPING.match(line)
+        if m and int(m.group("cont")) == P2P_CONTAINER_PORT and host_port(m.group("host"), env) != port:
+            found.append(line.strip())
+    return found

@@ -54,20 +54,23 @@ def config_env(cfg: NodeConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def node_config(cfg: NodeConfig) -> list[dict]:
-    """node-config.json's content: one ML node serving MODEL with its vLLM args."""
+def node_config(cfg: NodeConfig, args: list[str] | None = None, hardware: list[dict] | None = None) -> list[dict]:
+    """node-config.json's content (upstream apiconfig.InferenceNodeConfig): one ML node serving MODEL
+    with its vLLM `args` (the recipe's; MODEL_ARGS when not given) and its GPUs as `hardware`
+    (`[{"type": "<name> | <N>GB", "count": n}]`, see recipes.hardware)."""
     return [{
         "id": cfg["ML_NODE_ID"],
         "host": cfg["ML_NODE_HOST"],
         "inference_port": int(cfg["ML_INFERENCE_PORT"]),
         "poc_port": int(cfg["ML_POC_PORT"]),
         "max_concurrent": cfg.max_concurrent,
-        "models": {cfg["MODEL"]: {"args": cfg.model_args}},
+        "models": {cfg["MODEL"]: {"args": cfg.model_args if args is None else list(args)}},
+        "hardware": list(hardware or []),
     }]
 
 
-def node_config_json(cfg: NodeConfig) -> str:
-    return json.dumps(node_config(cfg), indent=2) + "\n"
+def node_config_json(cfg: NodeConfig, **kw) -> str:
+    return json.dumps(node_config(cfg, **kw), indent=2) + "\n"
 
 
 def fstab_line(uuid: str, mount_point: str, fstype: str = "ext4") -> str:

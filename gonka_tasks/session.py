@@ -30,11 +30,25 @@ from .step import Steps
 
 @dataclass
 class Target:
-    """Where to connect: from the node config, unless `fab -H` named the host."""
+    """Where to connect: from the node config (SSH_HOST, else SERVER_IP), unless `fab -H` names it.
+
+    `alias` is what SSH is asked for (maybe a ~/.ssh/config alias); `host`, `user`, `port` and
+    `jump` are what that resolves to, for the parameter table and the checks.
+    """
 
     host: str
     user: str
     port: int
+    alias: str = ""
+    jump: str = ""
+
+    def __post_init__(self) -> None:
+        self.alias = self.alias or self.host
+
+    def __str__(self) -> str:
+        via = f" via {self.jump}" if self.jump else ""
+        named = f" ({self.alias})" if self.alias != self.host else ""
+        return f"{self.user}@{self.host}:{self.port}{named}{via}"
 
 
 def parse_host_string(s: str) -> tuple[str | None, str, int | None]:
@@ -55,22 +69,31 @@ def parse_host_string(s: str) -> tuple[str | None, str, int | None]:
     return user, host, port
 
 
-def resolve_target(cfg: NodeConfig, host_string: str | None) -> Target:
-    """The config's SERVER_IP/SSH_USER/SSH_PORT; `-H` may repeat them but not contradict them."""
+def resolve_target(cfg: NodeConfig, host_string: str | None, ssh_config=None, fabric_user: str = "") -> Target:
+    """The config's SSH_HOST (else SERVER_IP), SSH_USER, SSH_PORT, completed from ~/.ssh/config.
+
+    `ssh_config` is Fabric's parsed SSH config (`-S`, ~/.ssh/config); an empty SSH_USER/SSH_PORT
+    takes its User/Port for the host, else `fabric_user` (a user set in Fabric's own config), else
+    root and 22. `-H` may repeat the target, not contradict it.
+    """
+    alias = cfg.ssh_host
+    entry = ssh_config.lookup(alias) if ssh_config is not None else {}
+    target = Target(host=entry.get("hostname", alias), user=cfg.ssh_user or entry.get("user") or fabric_user or "root",
+                    port=cfg.ssh_port or int(entry.get("port") or 22), alias=alias, jump=entry.get("proxyjump", ""))
     if not host_string:
-        return Target(cfg.server_ip, cfg.ssh_user, cfg.ssh_port)
+        return target
     user, host, port = parse_host_string(host_string)
     clashes = []
-    if host != cfg.server_ip:
-        clashes.append(f"host {host!r} vs SERVER_IP {cfg.server_ip!r}")
-    if user is not None and user != cfg.ssh_user:
-        clashes.append(f"user {user!r} vs SSH_USER {cfg.ssh_user!r}")
-    if port is not None and port != cfg.ssh_port:
-        clashes.append(f"port {port} vs SSH_PORT {cfg.ssh_port}")
+    if host not in (alias, target.host, cfg.server_ip):
+        clashes.append(f"host {host!r} vs SSH_HOST/SERVER_IP {alias!r}")
+    if user is not None and user != target.user:
+        clashes.append(f"user {user!r} vs SSH_USER {target.user!r}")
+    if port is not None and port != target.port:
+        clashes.append(f"port {port} vs SSH_PORT {target.port}")
     if clashes:
         raise DeployError(f"-H {host_string} contradicts {cfg.path}: " + "; ".join(clashes),
                           "drop -H (the node config names the server) or fix the node config")
-    return Target(host, user or cfg.ssh_user, port or cfg.ssh_port)
+    return target
 
 
 @dataclass
@@ -88,6 +111,11 @@ class Run:
     verification: dict | None = None
     status_rows: list | None = None
     model_ready: bool = False  # the model was found complete earlier in this run
+    fabric_config: Any = None  # the task's Fabric config: fabric.yaml, FABRIC_* env, -i, -S, --prompt-for-passphrase
+    # read-only probes asked in the same round trip as the root check (the preflight's); their
+    # answers are kept when the login user is root (a sudo user's are asked again through sudo)
+    prefetch: dict[str, str] = field(default_factory=dict)
+    prefetched: dict | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None:
@@ -129,13 +157,19 @@ def open_remote(run: Run) -> Remote:
     key = cfg.ssh_key
     if key and not Path(key).expanduser().is_absolute():
         key = str(cfg.project_dir / key)
-    conn = connect(t.host, user=t.user, port=t.port, known_hosts=cfg.artefacts / "known_hosts",
-                   key_filename=key, log=run.log, accept_new_host_key=bool(run.opt("accept_new_host_key")))
+    conn = connect(t.alias, user=t.user, port=t.port, known_hosts=cfg.artefacts / "known_hosts",
+                   key_filename=key, log=run.log, accept_new_host_key=bool(run.opt("accept_new_host_key")),
+                   config=run.fabric_config)
     remote = Remote(conn, run.log, plan=run.plan)
-    r = remote.probe('id -u; sudo -n true 2>/dev/null && echo sudo-ok || echo sudo-no', what="root access")
+    root_probe = 'id -u; sudo -n true 2>/dev/null && echo sudo-ok || echo sudo-no'
+    if run.prefetch:
+        answers = remote.probe_many({"root": root_probe, **run.prefetch}, what="root access")
+        r = answers["root"]
+    else:
+        answers, r = {}, remote.probe(root_probe, what="root access")
     lines = r.out.splitlines()
     if lines and lines[0] == "0":
-        pass
+        run.prefetched = {k: answers[k] for k in run.prefetch} if run.prefetch else None
     elif "sudo-ok" in lines:
         remote.use_sudo = True
         run.log.info(f"{t.user} is not root: commands run through sudo -n")
@@ -169,7 +203,7 @@ def confirm(question: str, *, yes: bool, key: str = "proceed") -> None:
 
 def parameter_rows(cfg: NodeConfig, target: Target) -> list[tuple[str, str]]:
     """(name, value) of the node's parameters, secrets masked; the target first."""
-    return [("target", f"{target.user}@{target.host}:{target.port}")] + cfg.display_rows()
+    return [("target", str(target))] + cfg.display_rows()
 
 
 def parameters_table(cfg: NodeConfig, target: Target) -> str:
@@ -200,7 +234,7 @@ def quiet_paramiko() -> None:
 
 
 def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any], console=None,
-              prefix: str = "") -> Run:
+              prefix: str = "", fabric_config=None) -> Run:
     """Create the log for a node and resolve its target (no connection yet).
 
     First the file modes of the local secrets: an artefact folder that others could write to is
@@ -219,8 +253,21 @@ def start_run(cfg: NodeConfig, *, host_string: str | None, opts: dict[str, Any],
     if fixed:
         more = f" and {len(fixed) - 10} more" if len(fixed) > 10 else ""
         log.warn(f"secret artefacts were readable by others, made private again: {', '.join(fixed[:10])}{more}")
-    target = resolve_target(cfg, host_string)
-    return Run(cfg=cfg, log=log, target=target, opts=opts)
+    ssh_config = getattr(fabric_config, "base_ssh_config", None)
+    target = resolve_target(cfg, host_string, ssh_config, fabric_user=configured_user(fabric_config))
+    return Run(cfg=cfg, log=log, target=target, opts=opts, fabric_config=fabric_config)
+
+
+def configured_user(fabric_config) -> str:
+    """The login user set in Fabric's config (fabric.yaml, FABRIC_USER), not its default: the local user."""
+    import getpass  # noqa: PLC0415
+
+    user = getattr(fabric_config, "user", "") if fabric_config is not None else ""
+    try:
+        local = getpass.getuser()
+    except (KeyError, OSError):
+        local = ""
+    return user if user and user != local else ""
 
 
 def report_config_error(node: str, err: ConfigError, console=None, prefix: str = "") -> None:

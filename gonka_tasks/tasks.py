@@ -19,6 +19,8 @@ from invoke.exceptions import Exit
 
 from . import phases
 from .errors import ConfigError, DeployError
+from .phases.prereqs import server_checks
+from .preflight import probes as prerequisite_probes
 from .session import (
     Run,
     confirm,
@@ -62,27 +64,28 @@ def project_dir(c) -> Path:
     return Path(prefix) if prefix else Path.cwd()
 
 
-def _server_ip(path: str, project: Path) -> str:
+def _server_names(path: str, project: Path) -> set[str]:
+    """SERVER_IP and SSH_HOST of a node config (what `fab -H` may name it by)."""
     from dotenv import dotenv_values  # noqa: PLC0415
 
     from .config import resolve_node_path  # noqa: PLC0415
 
     try:
-        return (dotenv_values(resolve_node_path(path, project / "nodes"), interpolate=False).get("SERVER_IP")
-                or "").strip()
+        values = dotenv_values(resolve_node_path(path, project / "nodes"), interpolate=False)
     except (OSError, UnicodeDecodeError):
-        return ""
+        return set()
+    return {v.strip() for v in (values.get("SERVER_IP"), values.get("SSH_HOST")) if v and v.strip()}
 
 
 def nodes_for_host(host_string: str, candidates: list[str] | None = None, project: Path | None = None) -> list[str]:
-    """The node configs (default: the project's nodes/*.conf) whose SERVER_IP is the `fab -H` host."""
+    """The node configs (default: the project's nodes/*.conf) whose SERVER_IP or SSH_HOST is the `fab -H` host."""
     from .session import parse_host_string  # noqa: PLC0415
 
     _, host, _ = parse_host_string(host_string)
     project = project or Path.cwd()
     if candidates is None:
         candidates = [p for p in sorted(glob.glob(str(project / "nodes" / "*.conf"))) if not p.endswith("example.conf")]
-    return [p for p in candidates if _server_ip(p, project) == host]
+    return [p for p in candidates if host in _server_names(p, project)]
 
 
 def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str | None = None,
@@ -92,7 +95,10 @@ def node_paths(node: Iterable[str] | None, nodes: str | None, host_string: str |
     if host_string and not out and not nodes:
         out = nodes_for_host(host_string, project=project)
         if not out:
-            raise DeployError(f"no node config in nodes/ has SERVER_IP {host_string}; give --node")
+            raise DeployError(f"no node config in nodes/ has SERVER_IP or SSH_HOST {host_string}; give --node")
+        if len(out) > 1:
+            raise DeployError(f"-H {host_string} matches several node configs: {', '.join(out)}",
+                              "name the one to use with --node")
         return out
     if nodes:
         matched = sorted(glob.glob(nodes))
@@ -117,8 +123,12 @@ def preflight(run: Run, *, ask: bool = True) -> None:
     run.remote  # noqa: B018 - connects and checks root access now, before any phase
 
 
-def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True) -> None:
-    """Load each node, run `work` on it after the preflight, exit non-zero if any node failed."""
+def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True,
+             checks: bool = False) -> None:
+    """Load each node, run `work` on it after the preflight, exit non-zero if any node failed.
+
+    `checks`: the task changes the server (or is `validate`): the server's prerequisites are
+    checked first, read-only, and any FAIL stops it before anything changes."""
     project = project_dir(c)
     try:
         paths = node_paths(node, nodes, _host_string(c), project)
@@ -137,13 +147,18 @@ def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: 
             report_config_error(path, e, console, prefix)
             return 1, None
         try:
-            run = start_run(cfg, host_string=_host_string(c), opts=opts, console=console, prefix=prefix)
+            run = start_run(cfg, host_string=_host_string(c), opts=opts, console=console, prefix=prefix,
+                            fabric_config=c.config)
         except DeployError as e:
             report_config_error(path, ConfigError([str(e)], path), console, prefix)
             return 1, None
 
         def body(r: Run) -> None:
+            if checks:
+                r.prefetch = prerequisite_probes(r.cfg)  # asked together with the root check
             preflight(r, ask=ask)
+            if checks:
+                server_checks(r)
             work(r)
         return guarded(run, body), run
 
@@ -161,9 +176,11 @@ def _phase_task(phase_name: str) -> Callable[[Run], None]:
 # ----------------------------------------------------------------------------- tasks
 @node_task()
 def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_key=False):
-    """Check a node config, SSH access and root rights; show the parameters and ask to proceed."""
-    run_task(c, node, nodes, lambda run: run.log.ok("node config valid, SSH and root access work"),
-             {"yes": yes, "plan": plan, "accept_new_host_key": accept_new_host_key})
+    """Check a node config, SSH access, root rights and the server's prerequisites (Docker, Compose, NVIDIA
+    driver and runtime, GPU memory for the model, disk space, RAM, ports, reach of git, registry, hub and
+    seed: PASS/WARN/FAIL with a fix each); show the parameters and ask to proceed."""
+    run_task(c, node, nodes, lambda run: run.log.ok("node config valid, SSH and root access work, prerequisites met"),
+             {"yes": yes, "plan": plan, "accept_new_host_key": accept_new_host_key}, checks=True)
 
 
 @node_task(
@@ -177,14 +194,14 @@ def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_ke
 def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
            update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False):
     """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
-    run_task(c, node, nodes, phases.deploy, {
+    run_task(c, node, nodes, phases.deploy, checks=only not in ("verify", "7"), opts={
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
         "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
         "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic})
 
 
 def _phase(c, name: str, node, nodes, **opts) -> None:
-    run_task(c, node, nodes, _phase_task(name), opts)
+    run_task(c, node, nodes, _phase_task(name), opts, checks=True)
 
 
 @node_task(

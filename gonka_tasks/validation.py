@@ -162,11 +162,26 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
 
     if v("SERVER_IP"):
         bad("SERVER_IP", check_host(v("SERVER_IP")))
+    if v("SSH_HOST"):
+        alias = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}", v("SSH_HOST")) or not check_host(v("SSH_HOST"))
+        bad("SSH_HOST", None if alias else "not an address, a host name or a ~/.ssh/config alias")
     if v("SSH_USER") and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", v("SSH_USER")):
         bad("SSH_USER", "not a valid user name")
-    for k in ("SSH_PORT", "API_PORT", "API_SSL_PORT", "P2P_PORT", "ML_INFERENCE_PORT", "ML_POC_PORT",
+    if v("SSH_PORT"):  # empty: ~/.ssh/config's Port for SSH_HOST, else 22
+        bad("SSH_PORT", check_port(v("SSH_PORT")))
+    for k in ("API_PORT", "API_SSL_PORT", "P2P_PORT", "ML_INFERENCE_PORT", "ML_POC_PORT",
               "PORT", "INFERENCE_PORT"):
         bad(k, check_port(v(k, "")))
+    # the host ports the compose files publish: Docker cannot bind one of them twice. P2P_PORT may be
+    # any free port (configure writes it into docker-compose.yml's "<P2P_PORT>:26656" mapping).
+    taken = {9100: "the api's fixed port 9100", 9200: "the admin API's fixed port 9200"}
+    for k in ("P2P_PORT", "API_PORT", "API_SSL_PORT", "PORT", "INFERENCE_PORT"):
+        if not check_port(v(k, "")):
+            port = int(v(k, ""))
+            if port in taken:
+                bad(k, f"the same host port as {taken[port]}; each published port must be different")
+            else:
+                taken[port] = k
     if v("SSH_KEY"):
         try:
             key_path = Path(v("SSH_KEY")).expanduser()
@@ -217,6 +232,12 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
         if not is_public_host(host):
             bad("PUBLIC_URL", "is a loopback/private/link-local address, which the chain rejects; use the "
                               "server's public address (or ALLOW_PRIVATE_ADDRESSES=true on a test network)")
+    # behind NAT the server's own address is private: what peers dial must be the public one
+    p2p = v("P2P_EXTERNAL_ADDRESS")
+    if p2p and not check_url(p2p, ("tcp",)) and not allow_private and not is_public_host(urlsplit(p2p).hostname or ""):
+        bad("P2P_EXTERNAL_ADDRESS", "is a loopback/private/link-local address that other nodes cannot dial; set it "
+                                    "to tcp://<public address>:<P2P_PORT> (or ALLOW_PRIVATE_ADDRESSES=true on a test "
+                                    "network)")
     if v("INTERNAL_BIND_ADDRESS"):
         try:
             ipaddress.ip_address(v("INTERNAL_BIND_ADDRESS"))
@@ -268,6 +289,11 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
         problems.append(f"ADMIN_SSH_KEYS: ... and {bad_keys - MAX_SHOWN_BAD_KEYS} more bad keys")
     bad("PRUNING_KEEP_RECENT", _check_int(v("PRUNING_KEEP_RECENT", ""), 2, 10**9))
     bad("PRUNING_INTERVAL", _check_int(v("PRUNING_INTERVAL", ""), 10, 10**9))
+    try:
+        if not 0 <= float(v("CHAIN_DATA_GB", "0")) < 1e6:
+            raise ValueError
+    except ValueError:
+        bad("CHAIN_DATA_GB", "not a number of GB (e.g. 200)")
     for k in ("RPC_TIMEOUT", "REGISTRATION_TIMEOUT", "LAUNCH_TIMEOUT"):
         bad(k, _check_int(v(k, ""), 1, 86400))
     for k in ("ALLOW_PRIVATE_ADDRESSES", "ALLOW_UNAPPROVED_MODEL", "ADOPT_DISK"):

@@ -208,8 +208,10 @@ class SandboxHost:
                 raise FileNotFoundError(f"provision dir {tree} does not exist")
         if server_root == SERVER:
             from ..server import install  # noqa: PLC0415
+            from .harness import knob_defaults_tree  # noqa: PLC0415
 
-            trees.insert(0, install.tree(Path(base or base_dir()).resolve()))
+            cache = Path(base or base_dir()).resolve()
+            trees[:0] = [install.tree(cache), knob_defaults_tree(cache)]
         elif server_root is not None and Path(server_root).is_dir():
             trees.insert(0, Path(server_root).resolve())
         base = Path(base or base_dir()).resolve()

@@ -308,6 +308,10 @@ def fresh_dirs(spec: dict) -> None:
     tmpfs("/run", "755", "64m", "tmpfs")
     tmpfs("/mnt", "755", "256m", "tmpfs")
     tmpfs("/root", "700", "1g", "tmpfs")
+    # Docker's data root on a "disk" of a server's size: the preflight sizes the image pulls (tens of
+    # GB) against its free space; the sim writes no image bytes, so the tmpfs stays empty
+    os.makedirs("/var/lib/docker", exist_ok=True)
+    tmpfs("/var/lib/docker", "710", "64g", "gs-docker")
     for d in ("/run/sshd", "/run/lock"):
         os.mkdir(d, 0o755)
     # Without this fresh /root the runner's own dotfiles would show through the overlay.

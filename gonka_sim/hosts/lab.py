@@ -6,6 +6,7 @@ node configs that point a deploy at them. Used by the end-to-end tests, the benc
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -99,6 +100,8 @@ class Lab:
             "RPC_TIMEOUT": "60",
             "REGISTRATION_TIMEOUT": "20",
             "LAUNCH_TIMEOUT": "60",
+            # the sandbox's data disk is a 2 GiB loop device: the chain's share of it
+            "CHAIN_DATA_GB": "0.5",
         }
         if self.pypi is not None:
             values["PIP_INDEX_URL"] = self.pypi.index_url_for(host.runner_ip)
@@ -115,6 +118,10 @@ class Lab:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        if values.get("HF_ENDPOINT"):
+            # the sandbox's stand-in for huggingface.co: where the simulated ML node's huggingface_hub
+            # goes (a real ML node reaches the real hub; nothing of the deployer reads this file)
+            host.write_file("/etc/gonka-sim/world.json", json.dumps({"hf_endpoint": values["HF_ENDPOINT"]}))
         art = self.nodes / values["KEY_NAME"]
         art.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.copyfile(host.known_hosts, art / "known_hosts")

@@ -260,11 +260,14 @@ def make_model_repo(
     seed: str = "gonka-sandbox",
     tokenizer_tokens: int = 2000,
     extra_refs: Iterable[str] = (),
+    nominal_total_size: int | None = None,
 ) -> SyntheticRepo:
     """A small but well-formed model repo: config, tokenizer, sharded safetensors and their index.
 
     ``total_size`` is split evenly over ``shards`` safetensors files (the small JSON files come on
-    top). The content depends only on the arguments.
+    top). The content depends only on the arguments. ``nominal_total_size`` is what the index's
+    ``metadata.total_size`` states instead of the real tensor bytes, so that a small download can
+    stand for a big model (the simulated ML node sizes the weights it loads from that figure).
     """
     if shards < 1:
         raise ValueError("shards must be >= 1")
@@ -321,7 +324,8 @@ def make_model_repo(
         files[fname] = blob
         weight_map[tensor] = fname
         tensor_bytes += payload
+    stated = tensor_bytes if nominal_total_size is None else nominal_total_size
     files["model.safetensors.index.json"] = Blob.from_text(
-        json.dumps({"metadata": {"total_size": tensor_bytes}, "weight_map": weight_map}, indent=2) + "\n"
+        json.dumps({"metadata": {"total_size": stated}, "weight_map": weight_map}, indent=2) + "\n"
     )
     return SyntheticRepo(repo_id, files, extra_refs=extra_refs)

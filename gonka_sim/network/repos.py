@@ -4,8 +4,10 @@
 
 * ``gonka.git``: modelled on gonka-ai/gonka as far as a host deploy uses it (``deploy/join``
   compose files, config.env.template, node-config.json, nginx.conf; ``genesis/genesis.json``).
-  Two commits: tag ``v0.2.11`` (images 0.2.11), then tag ``v0.2.12`` (images 0.2.12, plus a
-  ``versiond`` service and a new template line); branch ``main`` points at the second.
+  The templates are upstream's release v0.2.13 (commit 17808620). Two commits: tag ``v0.2.12``
+  (the templates turned back into upstream's v0.2.12 files by `_as_v0_2_12`, which undoes exactly
+  upstream's v0.2.12 -> v0.2.13 diff of deploy/join), then tag ``v0.2.13`` (the templates as they
+  are); branch ``main`` points at the second.
 * ``prometheus.git``: a small compose repo (prometheus + node-exporter), one commit, tag
   ``v1.0.0``, branch ``main``.
 
@@ -53,32 +55,27 @@ def _commit(work: Path, message: str, date: str) -> str:
     return _git(work, "rev-parse", "HEAD", date=date)
 
 
-def _bump(work: Path) -> None:
-    """The second gonka release: new image tags, a versiond service, one more template line."""
+def _as_v0_2_12(work: Path) -> None:
+    """The release before v0.2.13, from upstream's diff of deploy/join between the two (d8b8e907 ->
+    17808620): images 0.2.12, no QUERY_GAS_LIMIT for the node (nor in the template), and versiond's
+    NODE_MANAGER_ADDR a literal ``api:9400``. mlnode compose, nginx.conf, node-config.json: unchanged."""
     join = work / "deploy" / "join"
     compose = join / "docker-compose.yml"
-    text = compose.read_text().replace(":0.2.11", ":0.2.12")
-    text = text.replace("\n  bridge:\n", """
-  versiond:
-    image: ghcr.io/product-science/versiond:0.2.12
-    container_name: versiond
-    restart: always
-    environment:
-      - VERSIOND_ORACLE_URL=http://api:9100/versions
-      - NODE_HOST=node
-      - KEY_NAME=${KEY_NAME}
-      - KEYRING_BACKEND=${KEYRING_BACKEND:-file}
-      - KEYRING_PASSWORD=${KEYRING_PASSWORD}
-    volumes:
-      - .inference:/root/.inference:ro
-    depends_on:
-      - api
-
-  bridge:
-""", 1)
+    text = compose.read_text()
+    for image in ("tmkms-softsign-with-keygen", "inferenced", "api", "versiond", "proxy", "proxy-ssl"):
+        text = text.replace(f"product-science/{image}:0.2.13", f"product-science/{image}:0.2.12")
+    text = text.replace("      - QUERY_GAS_LIMIT=${QUERY_GAS_LIMIT:-10000000}\n", "")
+    text = text.replace("NODE_MANAGER_ADDR=api:${NODE_MANAGER_GRPC_PORT:-9400}", "NODE_MANAGER_ADDR=api:9400")
+    text = text.replace("at release v0.2.13 (upstream commit\n# 17808620)", "at release v0.2.12 (upstream commit\n# d8b8e907)")
     compose.write_text(text)
     template = join / "config.env.template"
-    template.write_text(template.read_text() + "export BEACON_STATE_URL=https://beaconstate.info/\n")
+    lines = template.read_text().split("\n\n")
+    template.write_text("\n\n".join(b for b in lines if "QUERY_GAS_LIMIT" not in b))
+
+
+def _restore_templates(work: Path) -> None:
+    """The templates as they are (the newest release), over whatever an earlier step changed."""
+    shutil.copytree(TEMPLATES / "gonka", work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _make(root: Path, name: str, steps) -> dict:
@@ -106,14 +103,14 @@ def build_repos(workdir: str | os.PathLike) -> dict:
     """Create ``workdir/srv/git/{gonka,prometheus}.git``; return what tests need to know.
 
     Returns ``{"root": Path(srv/git), "gonka": {...}, "prometheus": {...}, "insteadof": {...}}``
-    where each repo entry is ``{"path": Path, "url": upstream URL, "refs": {"v0.2.11": sha, ...,
+    where each repo entry is ``{"path": Path, "url": upstream URL, "refs": {"v0.2.12": sha, ...,
     "main": sha}}`` and ``insteadof`` maps ``file:///srv/git/<name>.git`` to its upstream URL
     (the lines of the hosts' /etc/gitconfig).
     """
     root = Path(workdir) / "srv" / "git"
     root.mkdir(parents=True, exist_ok=True)
-    gonka = _make(root, "gonka", [("deploy/join for v0.2.11", "v0.2.11", _DATES[0], None),
-                                  ("deploy/join: v0.2.12 images, versiond", "v0.2.12", _DATES[1], _bump)])
+    gonka = _make(root, "gonka", [("deploy/join as in release v0.2.12", "v0.2.12", _DATES[0], _as_v0_2_12),
+                                  ("deploy/join as in release v0.2.13", "v0.2.13", _DATES[1], _restore_templates)])
     prometheus = _make(root, "prometheus", [("prometheus and node-exporter", "v1.0.0", _DATES[0], None)])
     return {
         "root": root, "gonka": gonka, "prometheus": prometheus,
@@ -130,12 +127,27 @@ def gitconfig() -> str:
     return "\n".join(out) + "\n"
 
 
+def fingerprint() -> str:
+    """sha256 over the templates and this module: a cached build from other templates is stale."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for f in sorted(TEMPLATES.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(TEMPLATES)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def provision_dir(workdir: str | os.PathLike) -> Path:
-    """A tree holding ``srv/git/*.git`` and ``etc/gitconfig`` (built once per workdir) for
-    ``SandboxHost.up(provision=...)``."""
+    """A tree holding ``srv/git/*.git`` and ``etc/gitconfig`` for ``SandboxHost.up(provision=...)``;
+    built once per workdir and rebuilt when the templates (or this module) changed since."""
     tree = Path(workdir) / "provision"
-    if not (tree / "srv" / "git" / "gonka.git" / "HEAD").exists():
+    stamp = Path(workdir) / "provision.fingerprint"  # outside the tree: never copied into a host
+    want = fingerprint()
+    have = stamp.read_text().strip() if stamp.exists() else ""
+    if have != want or not (tree / "srv" / "git" / "gonka.git" / "HEAD").exists():
         build_repos(tree)
+        stamp.write_text(want + "\n")
     (tree / "etc").mkdir(exist_ok=True)
     (tree / "etc" / "gitconfig").write_text(gitconfig())
     return tree

@@ -19,7 +19,7 @@ PORTS: dict[str, dict[int, str]] = {
     "inference": {8080: "http", 5000: "http"},
     "explorer": {5173: "http"},
     "bridge": {},
-    "versiond": {},
+    "versiond": {8080: "http"},  # /healthz and the per-version proxy
     "prometheus": {9090: "http"},
     "node-exporter": {9100: "http"},
     "grafana": {3000: "http"},
@@ -32,7 +32,8 @@ EXPOSED = {"node": (26656, 26657), "api": (9000, 9100, 9200), "proxy": (80, 443)
            "grafana": (3000,)}
 
 # Programs that come with the chain binary in their image (inferenced on PATH inside).
-CHAIN_KINDS = {"node", "api", "versiond"}
+# (versiond is an alpine image with only the versiond binary: no inferenced)
+CHAIN_KINDS = {"node", "api"}
 
 IMAGES = {
     "tmkms": "ghcr.io/product-science/tmkms-softsign-with-keygen",

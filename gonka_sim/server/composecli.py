@@ -99,12 +99,25 @@ class Compose:
 
     def _pull_missing(self, proj: Project, names: list[str], quiet: bool) -> None:
         have = set(images())
-        missing = [n for n in names if proj.services[n].image not in have]
-        for n in missing:
+        self._pull(proj, [n for n in names if proj.services[n].image not in have], quiet)
+
+    @staticmethod
+    def _pull(proj: Project, names: list[str], quiet: bool) -> None:
+        """Each service's image from the simulated registry (taking its time), as compose does."""
+        from . import registry  # noqa: PLC0415
+
+        for n in names:
             if not quiet:
                 err(f" {n} Pulling ")
-        for n in missing:
-            add_image(proj.services[n].image)
+        for n in names:
+            image = proj.services[n].image
+            try:
+                registry.pull(image, say=lambda line: None)
+            except registry.PullError as e:
+                if not quiet:
+                    err(f" {n} Error {e}")
+                raise DockerError(f"Error response from daemon: {e}") from None
+            add_image(image)
             if not quiet:
                 err(f" {n} Pulled ")
 
@@ -331,13 +344,7 @@ class Compose:
                                  aliases={"-q": "--quiet"})
         proj = self.project(services)
         names = proj.closure(services or list(proj.services), with_deps=bool(o.get("--include-deps")))
-        for n in names:
-            if not o.get("--quiet"):
-                err(f" {n} Pulling ")
-        for n in names:
-            add_image(proj.services[n].image)
-            if not o.get("--quiet"):
-                err(f" {n} Pulled ")
+        self._pull(proj, names, bool(o.get("--quiet")))
         return 0
 
     def run(self, args: list[str]) -> int:
@@ -406,8 +413,9 @@ class Compose:
                 print(n)
             return 0
         if o.get("--images"):
-            for s in proj.services.values():
-                print(s.image)
+            for n, s in proj.services.items():
+                if not _pos or n in _pos:  # `config --images [SERVICE...]`
+                    print(s.image)
             return 0
         doc = {"name": proj.name, "services": {n: s.raw for n, s in proj.services.items()}}
         if o.get("--format") == "json":

@@ -30,6 +30,7 @@ class Api(Behaviour):
         self.db_path = dapi / "gonka.db"
         self.lock = threading.Lock()
         self.report_cache: tuple[float, dict] | None = None
+        self.runtime: dict[str, dict] = {}  # node id -> broker state: failure_reason, last command
         log = rt.log
         version = simenv.version_of(rt.state.get("image", ""))
         log(slog("INFO", "Starting decentralized-api", version=version))
@@ -154,11 +155,110 @@ class Api(Behaviour):
         return json_response({"message": "Not Found"}, 404)
 
     def node_state(self, n: dict) -> dict:
+        """broker NodeState. current_status as broker.queryNodeStatus derives it: FAILED when the ML
+        node does not answer, else its /api/v1/state (INFERENCE, STOPPED, POW -> POC); failure_reason
+        is the last failed command's error (broker commands.go)."""
         ok, err, _ = self.ml_health(n)
-        return {"intended_status": "INFERENCE", "current_status": "INFERENCE" if ok else "FAILED",
+        rt = self.runtime.get(n.get("id"), {})
+        current, reason = "FAILED", err
+        if ok:
+            try:
+                _s, st = get_json(f"http://{n.get('host')}:{n.get('poc_port')}/api/v1/state", timeout=2)
+                current = {"INFERENCE": "INFERENCE", "STOPPED": "STOPPED", "POW": "POC"}.get(
+                    (st or {}).get("state"), "UNKNOWN")
+            except OSError as e:
+                current = "FAILED"
+                rt = {**rt, "failure_reason": f"Get state: {e}"}
+            reason = rt.get("failure_reason", "")
+            if reason:
+                current = "FAILED"
+        return {"intended_status": "INFERENCE", "current_status": current,
                 "poc_intended_status": "IDLE", "poc_current_status": "IDLE", "lock_count": 0,
-                "failure_reason": "" if ok else err, "status_timestamp": simenv.rfc3339(),
+                "failure_reason": reason, "status_timestamp": simenv.rfc3339(),
                 "epoch_models": {}, "epoch_ml_nodes": {}}
+
+    # -- the broker's reconcile and the ML node background manager ---------------------------------
+
+    def start(self):
+        self.thread(self.manage_nodes)
+
+    def governance_models(self) -> list[dict] | None:
+        """The chain's governance models; the simulation asks the seed's API for them in place of the
+        chain query (broker GetGovernanceModels)."""
+        seed = self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
+        try:
+            status, data = get_json(f"{seed}/v1/governance/models", timeout=5)
+        except OSError:
+            return None
+        models = (data or {}).get("models") if status == 200 and isinstance(data, dict) else None
+        return models if isinstance(models, list) else None
+
+    def manage_nodes(self) -> None:
+        """For each node, once its ML node answers: inference/up with the governance model's args
+        merged with the node's (StartInferenceNodeCommand), then the model pre-download check
+        (MLNodeBackgroundManager.checkNodeModels; upstream every 30 min, knob `model_check_s`)."""
+        tried: dict[str, float] = {}  # node id -> time of the last inference/up
+        last_check = 0.0
+        while not self.rt.stop_event.is_set():
+            due = time.time() - last_check >= float(self.rt.knob("model_check_s", 1800))
+            checked = False
+            for n in list(self.nodes):
+                nid = n.get("id")
+                if not self.ml_health(n)[0]:
+                    continue
+                # reconcile: a node that is not serving gets inference/up again (knob `reconcile_s`)
+                if (nid not in tried or time.time() - tried[nid] >= float(self.rt.knob("reconcile_s", 60))) \
+                        and self.node_state(n)["current_status"] != "INFERENCE":
+                    tried[nid] = time.time()
+                    self.inference_up(n)
+                if due:
+                    self.check_models(n)
+                    checked = True
+            if checked:
+                last_check = time.time()
+            if self.rt.sleep(1.0):
+                return
+
+    def inference_up(self, n: dict) -> None:
+        nid, log = n.get("id"), self.rt.log
+        gov = self.governance_models()
+        if gov is None:
+            self.runtime[nid] = {"failure_reason": "failed to get governance models"}
+            return
+        ids = {m.get("id"): m for m in gov if isinstance(m, dict)}
+        chosen = next((mid for mid in sorted(n.get("models") or {}) if mid in ids), None)
+        if chosen is None:
+            self.runtime[nid] = {"failure_reason": "No epoch models available for this node"}
+            log(slog("ERROR", "No epoch models available for this node", node_id=nid))
+            return
+        local = ((n.get("models") or {}).get(chosen) or {}).get("args") or []
+        merged = merge_model_args(ids[chosen].get("model_args") or [], local)
+        url = f"http://{n.get('host')}:{n.get('poc_port')}/api/v1/inference/up"
+        dto = {"model": chosen, "dtype": "auto", "additional_args": merged}
+        log(slog("INFO", "Sending inference/up request to node", inferenceUpUrl=url, body=json.dumps(dto)))
+        try:
+            status, _ = post_json(url, dto, timeout=30)
+        except OSError as e:
+            # only a transport error is an error to the api: utils.SendPostJsonRequest does not look
+            # at the status code, so a 500 from the ML node leaves the state to the status query
+            self.runtime[nid] = {"failure_reason": f'Post "{url}": {e}'}
+            log(slog("ERROR", "Failed to bring up inference", node_id=nid, error=str(e)))
+            return
+        self.runtime[nid] = {"inference_up_status": status}
+        log(slog("INFO", "Successfully brought up inference on node", node_id=nid))
+
+    def check_models(self, n: dict) -> None:
+        base = f"http://{n.get('host')}:{n.get('poc_port')}/api/v1/models"
+        for mid in n.get("models") or {}:
+            model = {"hf_repo": mid, "hf_commit": None}  # nil = latest (mlnode_background_manager.go)
+            try:
+                _s, st = post_json(f"{base}/status", model, timeout=30)
+                if (st or {}).get("status") in ("NOT_FOUND", "PARTIAL"):
+                    self.rt.log(slog("INFO", "Pre-downloading model", model=mid, node_id=n.get("id")))
+                    post_json(f"{base}/download", model, timeout=30)
+            except OSError as e:
+                self.rt.log(slog("WARN", "Failed to check model status", node_id=n.get("id"), model=mid,
+                                 error=str(e)))
 
     def public(self, method, path, headers, body) -> Response:
         p = urllib.parse.urlsplit(path).path.rstrip("/")
@@ -178,7 +278,8 @@ class Api(Behaviour):
 
     def ml(self, method, path, headers, body) -> Response:
         if urllib.parse.urlsplit(path).path.rstrip("/") == "/versions":
-            return json_response({"versions": []})
+            # chain-approved devshard versions (none unless a test approves some with the knob)
+            return json_response({"versions": self.rt.knob("devshard_versions", []) or []})
         return json_response({})
 
     def report(self) -> dict:
@@ -233,8 +334,9 @@ class Api(Behaviour):
         seed = self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
         if cold and seed:
             try:
-                code, data = get_json(f"{seed}/v1/participants/{cold[0]}", timeout=3)
-                registered = data if code == 200 else False
+                # the participant (v2); v1 is only the account (decentralized-api public/server.go)
+                code, data = get_json(f"{seed}/v2/participants/{cold[0]}", timeout=3)
+                registered = (data or {}).get("participant") if code == 200 and isinstance(data, dict) else False
             except OSError:
                 registered = None
         pk = ((status or {}).get("validator_info") or {}).get("pub_key") or {}
@@ -298,6 +400,46 @@ class Api(Behaviour):
                 "summary": {"total_checks": len(checks), "passed_checks": counts["PASS"],
                             "failed_checks": counts["FAIL"], "unavailable_checks": counts["UNAVAILABLE"],
                             "issues": issues, "recommendations": []}}
+
+
+def merge_model_args(epoch: list[str], local: list[str]) -> list[str]:
+    """broker.MergeModelArgs: every governance arg in order, then the local `--key [value]` pairs whose
+    key (the exact token) governance does not set."""
+    out, keys = [], set()
+    i = 0
+    while i < len(epoch):
+        out.append(epoch[i])
+        if epoch[i].startswith("--"):
+            keys.add(epoch[i])
+            if i + 1 < len(epoch) and not epoch[i + 1].startswith("--"):
+                out.append(epoch[i + 1])
+                i += 1
+        i += 1
+    i = 0
+    while i < len(local):
+        arg = local[i]
+        has_value = i + 1 < len(local) and not local[i + 1].startswith("--")
+        if arg.startswith("--") and arg not in keys:
+            out += local[i:i + 2] if has_value else [arg]
+        if arg.startswith("--") and has_value:
+            i += 1
+        i += 1
+    return out
+
+
+def post_json(url: str, obj, timeout: float = 10.0):
+    """POST JSON: (status, parsed JSON or None); raises OSError when nothing answers."""
+    req = urllib.request.Request(simenv.sim_url(url), data=json.dumps(obj).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body, status = r.read(), r.status
+    except urllib.error.HTTPError as e:
+        body, status = e.read(), e.code
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
 
 
 def _age(stamp: str, now: float) -> float:

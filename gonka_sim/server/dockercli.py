@@ -252,6 +252,8 @@ def docker_info(args: list[str]) -> int:
            "DefaultRuntime": "runc",
            "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"},
                         "runc": {"path": "runc"}}}
+    if simenv.knob("no_nvidia_runtime"):
+        del doc["Runtimes"]["nvidia"]
     if o.get("--format"):
         print(gotemplate.render(o["--format"], doc))
         return 0
@@ -261,7 +263,7 @@ def docker_info(args: list[str]) -> int:
           f"Server:\n Containers: {len(conts)}\n  Running: {running}\n  Paused: 0\n  Stopped: {len(conts) - running}\n"
           f" Images: {len(images())}\n Server Version: {DOCKER_VERSION}\n Storage Driver: overlay2\n"
           " Logging Driver: json-file\n Cgroup Driver: systemd\n Cgroup Version: 2\n"
-          " Runtimes: io.containerd.runc.v2 nvidia runc\n Default Runtime: runc\n"
+          f" Runtimes: {' '.join(sorted(doc['Runtimes']))}\n Default Runtime: runc\n"
           " Operating System: Ubuntu 22.04.5 LTS\n OSType: linux\n Architecture: x86_64\n"
           " Docker Root Dir: /var/lib/docker")
     return 0
@@ -272,12 +274,35 @@ def docker_pull(args: list[str]) -> int:
     if len(pos) != 1:
         raise DockerError('"docker pull" requires exactly 1 argument.')
     image = pos[0] if ":" in pos[0].rsplit("/", 1)[-1] or "@" in pos[0] else pos[0] + ":latest"
-    if not o.get("--quiet"):
-        repo, _, tag = image.rpartition(":")
-        print(f"{tag}: Pulling from {repo}\nDigest: sha256:{'0' * 64}\nStatus: Downloaded newer image for {image}")
+    from . import registry  # noqa: PLC0415
+
+    try:
+        registry.pull(image, say=(lambda line: None) if o.get("--quiet") else (lambda line: print(line, flush=True)))
+    except registry.PullError as e:
+        raise DockerError(f"Error response from daemon: {e}") from None
     add_image(image)
     print(image)
     return 0
+
+
+def docker_image_inspect(args: list[str]) -> int:
+    o, pos = parse_opts(args, {"--format"}, set(), aliases={"-f": "--format"})
+    have = set(images())
+    docs, rc = [], 0
+    for ref in pos:
+        image = ref if ":" in ref.rsplit("/", 1)[-1] or "@" in ref else ref + ":latest"
+        if image not in have:
+            err(f"Error response from daemon: No such image: {ref}")
+            rc = 1
+            continue
+        docs.append({"Id": "sha256:" + hashlib.sha256(image.encode()).hexdigest(), "RepoTags": [image],
+                     "Architecture": "amd64", "Os": "linux"})
+    if o.get("--format"):
+        for d in docs:
+            print(gotemplate.render(o["--format"], d))
+    elif docs:
+        print(json.dumps(docs, indent=4))
+    return rc
 
 
 def docker_images(args: list[str]) -> int:
@@ -296,6 +321,32 @@ def docker_images(args: list[str]) -> int:
     return 0
 
 
+DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+
+
+def docker_manifest(args: list[str]) -> int:
+    """`docker manifest inspect [-v] IMAGE`: the registry's answer (a client-side call: no daemon).
+
+    The registry is the sim's image catalog (`registry.image_size`); knob ``registry_unreachable``
+    makes the lookup fail as a DNS failure does."""
+    from . import registry  # noqa: PLC0415
+
+    if not args or args[0] != "inspect":
+        raise DockerError("Usage:  docker manifest COMMAND\n\nManage Docker image manifests and manifest lists")
+    o, pos = parse_opts(args[1:], set(), {"--verbose", "--insecure"}, aliases={"-v": "--verbose"})
+    if len(pos) != 1:
+        raise DockerError('"docker manifest inspect" requires at least 1 and at most 2 arguments.')
+    image = pos[0]
+    host = image.split("/", 1)[0] if "/" in image and "." in image.split("/", 1)[0] else "registry-1.docker.io"
+    if simenv.knob("registry_unreachable"):
+        raise DockerError(f'Get "https://{host}/v2/": dial tcp: lookup {host} on 127.0.0.53:53: no such host')
+    doc = registry.manifest(image, verbose=bool(o.get("--verbose")))
+    if doc is None:
+        raise DockerError(f"no such manifest: {image}")
+    print(json.dumps(doc, indent=3))
+    return 0
+
+
 DOCKER_GLOBAL_VALUES = {"--host", "--context", "--config", "--log-level", "--tlscacert", "--tlscert", "--tlskey"}
 DOCKER_GLOBAL_BOOLS = {"--debug", "--tls", "--tlsverify", "--version", "--help"}
 
@@ -311,12 +362,24 @@ def dispatch(argv: list[str]) -> int:
         print("Usage:  docker [OPTIONS] COMMAND\n\nA self-sufficient runtime for containers")
         return 0
     cmd, args = rest[0], rest[1:]
+    if cmd == "compose" and simenv.knob("no_compose_plugin"):
+        raise DockerError("docker: 'compose' is not a docker command.\nSee 'docker --help'")
+    if simenv.knob("docker_daemon_down") and cmd not in ("compose", "manifest"):
+        if cmd == "version" and not args:
+            print(f"Client: Docker Engine - Community\n Version:           {DOCKER_VERSION}")
+        raise DockerError(DAEMON_DOWN)
+    if simenv.knob("docker_daemon_down") and cmd == "compose":
+        raise DockerError(DAEMON_DOWN)
+    if cmd == "manifest":
+        return docker_manifest(args)
     if cmd == "container" and args:
         cmd, args = {"ls": "ps", "list": "ps"}.get(args[0], args[0]), args[1:]
     if cmd == "image" and args:
-        cmd, args = {"ls": "images", "list": "images", "pull": "pull"}.get(args[0], "image " + args[0]), args[1:]
+        cmd, args = {"ls": "images", "list": "images", "pull": "pull", "inspect": "image-inspect"}.get(
+            args[0], "image " + args[0]), args[1:]
     simple = {"ps": docker_ps, "logs": docker_logs, "exec": docker_exec, "inspect": docker_inspect,
               "version": docker_version, "info": docker_info, "pull": docker_pull, "images": docker_images,
+              "image-inspect": docker_image_inspect,
               "compose": compose_main}
     if cmd in simple:
         return simple[cmd](args)

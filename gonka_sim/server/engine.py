@@ -304,6 +304,10 @@ def port_conflict(st: dict) -> str | None:
 
 def start(st: dict, fresh_log: bool = False) -> str | None:
     """Start the container's process; returns docker's error text on failure (state saved)."""
+    if st.get("gpu") and simenv.knob("no_nvidia_runtime"):
+        # what dockerd answers for a GPU device request when the NVIDIA container toolkit is missing
+        save(st)
+        return 'could not select device driver "nvidia" with capabilities: [[gpu]]'
     err = port_conflict(st)
     if err:
         save(st)

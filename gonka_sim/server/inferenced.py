@@ -1,7 +1,8 @@
 """Simulated ``inferenced`` (Gonka's Cosmos SDK chain binary): the commands a host deploy uses.
 
 keys add|show|list|delete (file/test keyrings, SDK prompts and output streams),
-register-new-participant (fetch the consensus key from the node, POST to the seed, poll 30 s),
+register-new-participant (fetch the consensus key from the node, POST to the seed, poll
+/v2/participants for 30 s, then print the /v2/accounts balance),
 config get|set, status, version. An error prints the command's usage, then the bare error on stderr,
 and exits 1: upstream's root command sets SilenceErrors, so cobra prints no ``Error:`` line and
 ``main.go`` prints the error itself (inference-chain/cmd/inferenced/main.go, cmd/root.go).
@@ -281,22 +282,6 @@ def check_ed25519(key: str, what: str) -> None:
         raise CliError(f"{what}: invalid ED25519 public key: expected 32 bytes, got {len(raw)}")
 
 
-def worker_key() -> str:
-    """The warm key's pubkey when the api container's keyring opens with its passphrase."""
-    name, pw = os.environ.get("KEY_NAME"), os.environ.get("KEYRING_PASSWORD")
-    if not name or not pw:
-        return ""
-    from .engine import map_container_path
-
-    home = map_container_path(json.loads(os.environ.get("GONKA_SIM_VOLUMES") or "[]"), DEFAULT_HOME)
-    try:
-        kr = Keyring(home, "file", LineReader())
-        kr.password = pw
-        return kr.get(name)["pub_key"]
-    except (KeyringError, OSError, ValueError):
-        return ""
-
-
 def register(ctx: Ctx, args: list[str]) -> int:
     seed = (flag(ctx.flags, "--node-address") or "").strip()
     if len(args) != 2:
@@ -320,8 +305,9 @@ def register(ctx: Ctx, args: list[str]) -> int:
         check_ed25519(consensus, "auto-fetched consensus key is invalid")
         print("Successfully auto-fetched and validated consensus key from chain node")
         source = "auto-fetched"
+    # upstream sends an empty worker key (register_participant_command.go, RegisterParticipantDto)
     body = {"address": address, "url": node_url, "validator_key": consensus, "pub_key": account_pubkey,
-            "worker_key": worker_key()}
+            "worker_key": ""}
     print("Registering new participant:")
     print(f"  Node URL: {node_url}")
     print(f"  Account Address: {address}")
@@ -344,46 +330,110 @@ def register(ctx: Ctx, args: list[str]) -> int:
     if not 200 <= status < 300:
         raise CliError(f"server returned status {status}: {text.decode(errors='replace')}")
     print("Participant registration successful.")
+    # the text is a literal upstream; the wait itself is the knob below
     print("Waiting for participant to be available (timeout: 30 seconds)...")
     sys.stdout.flush()
-    url = f"{base}/v1/participants/{address}"
-    found = poll_participant(url, float(simenv.knob("register_poll_s", 30)))
+    url = f"{base}/v2/participants/{address}"
+    # upstream waits 30 s; the sandbox harness lowers it (knob register_poll_s) to keep deploys quick
+    timeout = float(simenv.knob("register_poll_s", REGISTER_POLL_S))
+    found = poll_participant(url, timeout)
     if found is None:
-        print(f"Warning: timeout after {_go_duration(simenv.knob('register_poll_s', 30))} "
-              "waiting for participant to be available")
+        print(f"Warning: timeout after {_go_duration(timeout)} waiting for participant to be available")
         print(f"You can manually check your participant at {url}")
     else:
-        print(f"Found participant with pubkey: {found.get('pubkey', '')} (balance: {found.get('balance', 0)})")
         print(f"Participant is now available at {url}")
+    fetch_account_balance(f"{base}/v2/accounts/{address}")
     return 0
 
 
-def poll_participant(url: str, timeout: float) -> dict | None:
-    deadline = time.monotonic() + timeout
-    interval = min(2.0, max(timeout / 5, 0.1))
+REGISTER_POLL_S = 30.0
+"""upstream's wait for the participant (waitForParticipantAvailable's timeout)."""
+POLL_TICK_S = 2.0
+"""upstream's ticker: one GET (5 s timeout) per tick."""
+
+
+def _go_string_field(obj: dict, name: str) -> str:
+    """A `string` field as Go's encoding/json fills it: keys match case-insensitively (exactly, no
+    snake_case folding), null leaves "", any other non-string type is an unmarshal error."""
+    value = None
+    for key, v in obj.items():
+        if key == name or (value is None and key.lower() == name.lower()):
+            value = v
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"json: cannot unmarshal {type(value).__name__} into Go struct field .participant.{name} "
+                         "of type string")
+    return value
+
+
+def parse_participant(body: bytes) -> tuple[str, str, str] | None:
+    """ParticipantResponse as upstream's CLI decodes it: (address, inferenceUrl, status), None on an
+    unmarshal error. The API writes `inference_url` and an integer `status`, so this fails there."""
+    try:
+        data = json.loads(body)
+        part = data.get("participant") if isinstance(data, dict) else None
+        if part is None:
+            return "", "", ""
+        if not isinstance(part, dict):
+            raise ValueError("participant is not an object")
+        return (_go_string_field(part, "address"), _go_string_field(part, "inferenceUrl"),
+                _go_string_field(part, "status"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def poll_participant(url: str, timeout: float) -> tuple[str, str, str] | None:
+    """waitForParticipantAvailable: a GET every 2 s until a 200 decodes with an address, or the
+    timeout. Prints a dot per tick and `Found participant: ...` when found."""
+    start = time.monotonic()
+    tick = 1
     while True:
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
-        if time.monotonic() > deadline + 0.01:
-            print()
+        next_tick = start + tick * POLL_TICK_S
+        deadline = start + timeout
+        if next_tick >= deadline:  # the timeout fires first (at a tie Go's select picks either)
+            time.sleep(max(deadline - time.monotonic(), 0))
             return None
+        time.sleep(max(next_tick - time.monotonic(), 0))
+        tick += 1
         sys.stdout.write(".")
         sys.stdout.flush()
         try:
             status, body = http("GET", url, timeout=5)
-            data = json.loads(body) if status == 200 else None
-        except (OSError, ValueError):
-            data = None
-        if isinstance(data, dict) and (data.get("pubkey") or (data.get("participant") or {}).get("address")):
-            print()
-            return data
-        if time.monotonic() >= deadline:
-            print()
-            return None
+        except OSError:
+            continue
+        if status != 200:
+            continue
+        found = parse_participant(body)
+        if found is None or not found[0]:
+            continue
+        print()
+        print(f"Found participant: {found[0]} (url: {found[1]}, status: {found[2]})")
+        return found
 
 
-def _go_duration(seconds) -> str:
+def fetch_account_balance(url: str) -> None:
+    """fetchAccountBalance: `Account balance: N` on a 200 that decodes; silent otherwise."""
+    try:
+        status, body = http("GET", url, timeout=5)
+        data = json.loads(body) if status == 200 else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return
+    if not isinstance(data, dict):
+        return
+    balance = data.get("balance", 0)
+    if isinstance(balance, bool) or not isinstance(balance, int):
+        return
+    print(f"Account balance: {balance}")
+
+
+def _go_duration(seconds: float) -> str:
+    """time.Duration's String(): 30s, 1.5s, 500ms."""
     s = float(seconds)
-    return f"{int(s)}s" if s == int(s) else f"{s}s"
+    if s >= 1:
+        return f"{int(s)}s" if s == int(s) else f"{s:g}s"
+    ms = s * 1000
+    return f"{int(ms)}ms" if ms == int(ms) else f"{ms:g}ms"
 
 
 # ----------------------------------------------------------------------------- misc

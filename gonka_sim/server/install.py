@@ -2,7 +2,7 @@
 
 `tree()` builds it once per interpreter and content (cached under the sandbox base directory):
 
-    /usr/local/bin/{docker,nvidia-smi,systemctl,udevadm}   the host's own programs
+    /usr/local/bin/{docker,nvidia-smi,systemctl,udevadm,apt-get}   the host's own programs
     /usr/local/lib/gonka-sim/gonkasim/                      this package's modules
     /usr/local/lib/gonka-sim/container-init                 the process standing for a container
     /usr/local/lib/gonka-sim/bin-chain/inferenced           on PATH inside node/api containers
@@ -40,6 +40,7 @@ PROGRAMS = {
     "usr/local/bin/nvidia-smi": ("tools", "nvidia_smi_main", "nvidia-smi of the host (knob no_gpu makes it fail)"),
     "usr/local/bin/systemctl": ("tools", "systemctl_main", "systemctl without systemd: docker units answer"),
     "usr/local/bin/udevadm": ("tools", "udevadm_main", "udevadm without udev: settle and trigger succeed"),
+    "usr/local/bin/apt-get": ("aptsim", "main", "apt-get over a local package pool, with apt's own locks"),
     f"{LIB}/container-init": ("runtime", "main", "main process of a simulated container"),
     f"{LIB}/bin-chain/inferenced": ("inferenced", "main", "the Gonka chain CLI, inside node/api containers"),
     f"{LIB}/bin-gpu/nvidia-smi": ("tools", "nvidia_smi_main", "nvidia-smi inside a GPU container"),

@@ -6,6 +6,8 @@ node       first start: .inference/config/{config,app,client}.toml, node_key.jso
            and CONFIG_<section>__<key> env vars (never persistent_peers or pruning); RPC :26657
 api        node-config.json read once into .dapi/gonka.db; admin :9200, ML callback :9100, public :9000
 proxy      nginx in front of api (/v1), explorer (/) and its own /health
+versiond   devshard process manager: polls api:9100/versions, /healthz on :8080; its children open
+           the keyring with KEYRING_PASSWORD (versiond.py)
 mlnode     uvicorn-style ML node: /health, /api/v1/state, /api/v1/gpu/devices, /v1/models
 inference  nginx per the mounted nginx.conf, forwarding to the ML node
 explorer, prometheus, node-exporter, grafana: small pages; anything else idles
@@ -17,10 +19,11 @@ from .behaviour import Behaviour, Idle
 from .chainnode import Node, Tmkms
 from .dapi import Api
 from .mlnode import Inference, MLNode
+from .versiond import Versiond
 from .webfront import Explorer, Grafana, NodeExporter, Prometheus, Proxy
 
 CLASSES = {"tmkms": Tmkms, "node": Node, "api": Api, "proxy": Proxy, "explorer": Explorer, "mlnode": MLNode,
-           "inference": Inference, "prometheus": Prometheus, "node-exporter": NodeExporter, "grafana": Grafana}
+           "inference": Inference, "versiond": Versiond, "prometheus": Prometheus, "node-exporter": NodeExporter, "grafana": Grafana}
 
 
 def make(rt) -> Behaviour:

@@ -66,13 +66,23 @@ def knobs_path() -> Path:
     return host_path("/etc/gonka-sim/knobs.json")
 
 
+def knob_defaults_path() -> Path:
+    """The harness's knob defaults (a sandbox host's provision): knobs.json overrides them."""
+    return host_path("/etc/gonka-sim/knobs.defaults.json")
+
+
 def knobs() -> dict:
-    """The knobs object; a missing or broken file means defaults (re-read on every call)."""
-    try:
-        data = json.loads(knobs_path().read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """The knobs object: knobs.json over knobs.defaults.json; a missing or broken file means
+    defaults (re-read on every call)."""
+    merged: dict = {}
+    for path in (knob_defaults_path(), knobs_path()):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            merged.update(data)
+    return merged
 
 
 def knob(name: str, default=None):
@@ -222,7 +232,7 @@ def human_duration(seconds: float) -> str:
     return f"{h // (24 * 365)} years"
 
 
-def version_of(image: str, default: str = "0.2.11") -> str:
+def version_of(image: str, default: str = "0.2.13") -> str:
     """The tag of an image reference without a leading v (ghcr.io/x/api:0.2.12 -> 0.2.12)."""
     ref = (image or "").split("@", 1)[0]
     last = ref.rsplit("/", 1)[-1]

@@ -25,8 +25,8 @@ class Proxy(Behaviour):
 
     def http(self, method, path, headers, body) -> Response:
         p = urllib.parse.urlsplit(path).path
-        if p == "/health":
-            return text_response("OK\n")
+        if p == "/health":  # proxy/nginx.unified.conf.template: `location = /health` -> 200 "healthy"
+            return text_response("healthy\n")
         if p.startswith(("/v1/", "/v2/", "/api/")) or p == "/v1":
             return forward(method, path, headers, body, self.rt.upstream("api", int(self.env.get("GONKA_API_PORT", 9000))))
         if p.startswith("/chain-rpc"):

@@ -73,7 +73,7 @@ def deploy(run) -> None:
             run.remote.step = p.name
             run.log.info(f"=== phase {p.number}: {p.name} ({p.title})")
             if p.name == "download-model" and pipelined:
-                model.ensure_download(run, wait=False)
+                model.ensure_download(run, wait=False)  # the image pull starts there too
                 continue
             p.run(run)
             if p.name == "start-base" and not run.plan:
@@ -102,13 +102,13 @@ def write_report(run, *, failed: str | None) -> None:
     copied as it is; elsewhere (and in the log) it is the usual lines.
     """
     from ..artefacts import warm_address, write_artefact  # noqa: PLC0415
-    from ..report import grant_command, report_text  # noqa: PLC0415
+    from ..report import after_join, grant_command, report_text  # noqa: PLC0415
 
     cfg = run.cfg
     addr = warm_address(cfg.artefacts)
     files = sorted({p.name for p in cfg.artefacts.iterdir()} | {"report.txt"}) if cfg.artefacts.exists() else []
     text = report_text(cfg, failed=failed, log_path=str(run.log.path), warm_address=addr, files=files,
-                       verification=getattr(run, "verification", None))
+                       verification=getattr(run, "verification", None), after=after_join(cfg))
     write_artefact(cfg.artefacts, "report.txt", text)
     run.log.panel(f"final report (also in {cfg.artefacts / 'report.txt'})", text, level="INFO" if failed else "OK",
                   style="red" if failed else "green", copyable=grant_command(cfg, addr))

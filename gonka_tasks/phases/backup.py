@@ -1,8 +1,11 @@
 """Key backup: the consensus key (.tmkms/), the warm keyring and the node key copied from the server
-into `nodes/<KEY_NAME>/backup/<timestamp>/` (dirs 0700, files 0600), verified by checksums.
+into `nodes/<KEY_NAME>/backup/<timestamp>/` (dirs 0700, files 0600), verified by checksums; with
+them the API's state, `.dapi/api-config.yaml` and `.dapi/gonka.db` (its SQLite database, with the
+`-wal`/`-shm` files when present), once the API has made them.
 
 Nothing on the server is changed or deleted. The archive travels as base64 text on the command's
-output and is never logged.
+output and is never logged. The API writes its database while it runs, so those files are first
+copied together into a private temporary directory on the server, and summed and packed from there.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from ..errors import DeployError
 from .common import q
 
 BACKUP_PATHS = (".tmkms", ".inference/keyring-file", ".inference/config/node_key.json")
+"""The key material: a deploy backs it up after phase 4 unless the latest backup matches."""
+STATE_PATHS = (".dapi/api-config.yaml", ".dapi/gonka.db", ".dapi/gonka.db-wal", ".dapi/gonka.db-shm")
+"""The API's state (upstream v0.2.13: apiconfig/config_manager.go; the db is SQLite, default
+API_SQLITE_PATH /root/.dapi/gonka.db): copied when present, never compared (it changes as the API runs)."""
+STATE_MARK = "__GD_STATE_ARCHIVE__"
 
 
 def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -39,6 +47,44 @@ def server_sums(run) -> dict[str, str]:
            "find \"$p\" -type f -exec sha256sum {} +; done; true")
     out = run.remote.probe(cmd, what="key material on the server").stdout
     return {line[66:].strip(): line[:64] for line in out.splitlines() if len(line) > 66}
+
+
+def state_snapshot(run) -> tuple[dict[str, str], bytes]:
+    """({relative path: sha256}, tar.gz) of the API state files present, read in one command from
+    a private copy taken on the server (the API may write the originals meanwhile)."""
+    paths = " ".join(q(p) for p in STATE_PATHS)
+    cmd = (f"set -e; umask 077; t=$(mktemp -d); trap 'rm -rf \"$t\"' EXIT; cd {q(run.cfg.join_dir)}; "
+           f"for p in {paths}; do if [ -f \"$p\" ]; then mkdir -p \"$t/$(dirname \"$p\")\"; "
+           "cp -p \"$p\" \"$t/$p\"; fi; done; cd \"$t\"; "
+           "if [ -d .dapi ]; then find .dapi -type f -exec sha256sum {} +; "
+           f"echo {STATE_MARK}; tar -cz .dapi | base64 -w0; else echo {STATE_MARK}; fi")
+    r = run.remote.probe(cmd, log_output=False, timeout=300, what="API state on the server")
+    if not r.ok or STATE_MARK not in r.stdout:
+        raise DeployError(f"reading the API state (.dapi/) failed (exit code {r.exit_code})", "rerun backup-keys")
+    head, _, blob = r.stdout.partition(STATE_MARK)
+    sums = {line[66:].strip(): line[:64] for line in head.splitlines() if len(line) > 66}
+    try:
+        data = base64.b64decode(blob.strip(), validate=True) if sums else b""
+    except (binascii.Error, ValueError):
+        raise DeployError("the API state archive from the server is damaged; rerun backup-keys") from None
+    return sums, data
+
+
+def _extract(data: bytes, dest: Path) -> None:
+    """Unpack a tar.gz into dest: dirs 0700, files 0600 written with fsync, nothing overwritten."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for m in _safe_members(tar):
+            target = dest / m.name
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True, mode=0o700)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            blob = tar.extractfile(m).read()
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def local_sums(dest: Path) -> dict[str, str]:
@@ -64,7 +110,8 @@ def backup_keys(run, sums: dict[str, str] | None = None) -> Path | None:
     if missing:
         run.log.warn(f"not on the server (yet): {', '.join(missing)}")
     if run.plan:
-        run.log.info(f"PLAN would copy {', '.join(present)} to {cfg.artefacts}/backup/<timestamp>/")
+        run.log.info(f"PLAN would copy {', '.join(present)} (and {', '.join(STATE_PATHS)} where present) to "
+                     f"{cfg.artefacts}/backup/<timestamp>/")
         return None
     paths = " ".join(q(p) for p in present)
     archive = run.remote.probe(f"cd {join} && tar -cz {paths} | base64 -w0", log_output=False, timeout=300)
@@ -82,27 +129,21 @@ def backup_keys(run, sums: dict[str, str] | None = None) -> Path | None:
     dest.mkdir(parents=True, mode=0o700)
     for d in (cfg.artefacts, cfg.artefacts / "backup"):
         os.chmod(d, 0o700)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for m in _safe_members(tar):
-            target = dest / m.name
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True, mode=0o700)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            blob = tar.extractfile(m).read()
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
+    _extract(data, dest)
+    state_sums, state = state_snapshot(run)
+    if state_sums:
+        _extract(state, dest)
+    else:
+        run.log.info("no API state on the server yet (.dapi/gonka.db appears once the api service has run)")
     for d in [dest, *[p for p in dest.rglob("*") if p.is_dir()]]:
         os.chmod(d, 0o700)
     got = local_sums(dest)
-    bad = [rel for rel, digest in sums.items() if got.get(rel) != digest]
+    bad = [rel for rel, digest in {**sums, **state_sums}.items() if got.get(rel) != digest]
     if bad or not sums:
         raise DeployError(f"backup in {dest} does not match the server: {', '.join(bad) or 'no files'}",
                           "rerun backup-keys")
-    run.log.ok(f"backed up {len(sums)} key file(s) to {dest} (checksums match the server)")
+    state_note = f" and {len(state_sums)} API state file(s)" if state_sums else ""
+    run.log.ok(f"backed up {len(sums)} key file(s){state_note} to {dest} (checksums match the server)")
     return dest
 
 
@@ -113,7 +154,9 @@ def ensure_backup(run) -> None:
     def check():
         sums.update(server_sums(run))
         last = latest_backup(run.cfg)
-        if last is not None and sums and local_sums(last) == sums:
+        # the key material only: the API state in a backup changes as the API runs
+        held = {k: v for k, v in local_sums(last).items() if not k.startswith(".dapi/")} if last else {}
+        if last is not None and sums and held == sums:
             return True, f"{last} matches the server"
         return False, "no backup of the current keys yet"
 

@@ -33,8 +33,11 @@ def _edit_step(run, snap: Snapshot, key: str, name: str, path: str, edit, descri
 
     def act():
         new = edit(snap[key].stdout)
+        orig = q(path + ".gonka-deploy.orig")
+        # copied to a temp name first: a copy cut short (full disk) must never become "the original"
         run.remote.run(f"mkdir -p {q(run.cfg.state_dir)} && touch {q(_restart_marker(run))} && "
-                       f"cp -n -p {q(path)} {q(path + '.gonka-deploy.orig')}",
+                       f"{{ [ -e {orig} ] || {{ cp -p {q(path)} {orig}.tmp && mv -f {orig}.tmp {orig}; }} || "
+                       f"{{ rm -f {orig}.tmp; exit 1; }}; }}",
                        what=f"back up {path.rsplit('/', 1)[-1]} (first change only)")
         run.remote.write_file(path, new, mode=0o644, what=f"write {path.rsplit('/', 1)[-1]}")
 

@@ -107,3 +107,12 @@ def require(ok: bool, message: str, hint: str) -> None:
     """A phase's precondition on the server: stop with what to run first."""
     if not ok:
         raise MissingPrerequisite(message, hint)
+
+
+def human(n: float) -> str:
+    """Bytes for people: decimal units, one decimal."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"

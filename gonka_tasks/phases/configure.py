@@ -12,31 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .. import render
+from .. import recipes, render
 from ..artefacts import write_artefact
+from ..bindings import write_tracked
 from ..errors import DeployError
-from ..httpclient import HttpError, get_json
+from ..ports import p2p_mismatches, publish_p2p
+from . import recipe
 from .common import Snapshot, q, require
 
 
-def approved_models(run) -> list[str] | None:
-    """The seed's governance model list, or None when the seed cannot be asked."""
-    url = f"{run.cfg.seed_api_url}/v1/governance/models"
-    try:
-        status, data = get_json(url, attempts=3, what="approved models")
-    except HttpError as e:
-        run.log.warn(f"cannot check MODEL against the seed's approved list: {e.message}")
-        return None
-    if status != 200 or not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        run.log.warn(f"cannot check MODEL: {url} answered HTTP {status} without a model list")
-        return None
-    return [m.get("id") for m in data["models"] if isinstance(m, dict) and m.get("id")]
+def approved_models(run, entries: list[dict] | None = None) -> list[str] | None:
+    """The ids of the seed's governance models, or None when the seed cannot be asked."""
+    entries = recipe.governance_models(run) if entries is None else entries
+    return None if entries is None else [m["id"] for m in entries]
 
 
-def check_model(run) -> None:
+def check_model(run, entries: list[dict] | None = None) -> None:
     cfg = run.cfg
     run.log.check(f"MODEL {cfg['MODEL']} approved by the network")
-    models = approved_models(run)
+    models = approved_models(run, entries)
     if models is None:
         return
     if cfg["MODEL"] in models:
@@ -98,9 +92,35 @@ def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
             else:
                 run.log.warn(f"{name} on the server differs from the rendered one (replacing it)")
             run.remote.run(backup_command(path, mode), what=f"back up {name} to {name}.bak")
-        run.remote.write_file(path, content, mode=mode, what=f"upload {name}")
+        if name == "config.env":  # git-ignored, and holds the password: no hash of it is kept
+            run.remote.write_file(path, content, mode=mode, what=f"upload {name}")
+        else:  # tracked in the gonka checkout: recorded, so that --update-repo may restore it
+            write_tracked(run, path, content, mode=mode, what=f"upload {name}")
 
     run.steps.run(f"{name} on the server", check, act, refresh=snap.refresh)
+
+
+def p2p_port(run, snap: Snapshot) -> None:
+    """docker-compose.yml publishes the node's P2P port (26656) at P2P_PORT: upstream's file says
+    `"5000:26656"` literally. Done here, before start-base first starts the node, and kept in the file
+    so that the operator's own `docker compose up` publishes the same port."""
+    cfg = run.cfg
+    path, port = f"{cfg.join_dir}/docker-compose.yml", int(cfg["P2P_PORT"])
+    env = render.config_env_values(cfg)
+
+    def check():
+        if not snap["compose_text"].ok:
+            return (True, "no docker-compose.yml yet (plan)") if run.plan else (False, "docker-compose.yml not readable")
+        wrong = p2p_mismatches(snap["compose_text"].stdout, port, env)
+        return not wrong, (f"publishes {', '.join(wrong)}" if wrong else f"{port}:26656")
+
+    def act():
+        require(bool(snap["compose_text"].stdout.strip()), f"{path} is empty or unreadable",
+                "check the gonka checkout (`fab download-model --update-repo`)")
+        write_tracked(run, path, publish_p2p(snap["compose_text"].stdout, port, env), mode=0o644,
+                      what=f"publish the node's P2P port at {port} in docker-compose.yml")
+
+    run.steps.run(f"P2P port {port} in docker-compose.yml", check, act, refresh=snap.refresh)
 
 
 ADMIN_NODES = ("curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/nodes 2>/dev/null || "
@@ -137,22 +157,28 @@ def warn_if_api_differs(run, snap: Snapshot, nodes: list[dict]) -> None:
 def configure(run) -> None:
     """Phase 3."""
     cfg = run.cfg
+    entries = recipe.governance_models(run)
+    check_model(run, entries)
+    join = q(cfg.join_dir)
+    snap = Snapshot(run, {
+        "compose": f"test -f {join}/docker-compose.yml",
+        "compose_text": f"cat {join}/docker-compose.yml",
+        "config.env": f"cd {join} && sha256sum config.env && stat -c %a config.env",
+        "node-config.json": f"cd {join} && sha256sum node-config.json && stat -c %a node-config.json",
+        "api_nodes": ADMIN_NODES,
+        "gpus": recipe.GPU_PROBE,  # node-config.json's args and hardware come from the GPUs found now
+    }, what=f"configuration files in {cfg.join_dir}")
+    model_recipe, gpus = recipe.model_recipe(run, snap["gpus"], entries)
+    run.log.info(recipes.summary(cfg["MODEL"], model_recipe, gpus))
     env_text = render.config_env(cfg)
-    nc_text = render.node_config_json(cfg)
+    nc_text = render.node_config_json(cfg, args=model_recipe.args, hardware=recipes.hardware(gpus))
     if not run.plan:
         write_artefact(cfg.artefacts, "config.env", env_text, 0o600)
         write_artefact(cfg.artefacts, "node-config.json", nc_text, 0o644)
         run.log.info(f"rendered {cfg.artefacts}/config.env (0600) and node-config.json")
-    check_model(run)
-    join = q(cfg.join_dir)
-    snap = Snapshot(run, {
-        "compose": f"test -f {join}/docker-compose.yml",
-        "config.env": f"cd {join} && sha256sum config.env && stat -c %a config.env",
-        "node-config.json": f"cd {join} && sha256sum node-config.json && stat -c %a node-config.json",
-        "api_nodes": ADMIN_NODES,
-    }, what=f"configuration files in {cfg.join_dir}")
     require(snap["compose"].ok or run.plan, f"{cfg.join_dir}/docker-compose.yml not found (no gonka checkout)",
             "run `fab download-model` first (it clones the gonka repo)")
     upload(run, snap, "config.env", env_text, 0o600)
+    p2p_port(run, snap)
     upload(run, snap, "node-config.json", nc_text, 0o644)
     warn_if_api_differs(run, snap, json.loads(nc_text))

@@ -9,45 +9,52 @@ from __future__ import annotations
 
 import time
 
-from .. import facts, render
+from .. import bindings, facts
+from ..bindings import (
+    ADMIN_PORTS,
+    INTERNAL_FIXED,
+    binding_problems,
+    binds_internal,
+    bound_text,
+    write_tracked,
+)
 from ..errors import DeployError
-from ..ports import bind_internal_ports, misbound_mappings
+from . import images
 from .common import COMPOSE_ALL, Snapshot, compose, q, require, services_of, wait_until
 from .model import require_model
 
-INTERNAL_FIXED = (9100, 9200)
-ADMIN_PORTS = frozenset({9200})  # the admin API stays on loopback whatever INTERNAL_BIND_ADDRESS says
+__all__ = ["ADMIN_PORTS", "INTERNAL_FIXED", "bind_ports", "internal_ports", "launch"]
 
 
 def internal_ports(run) -> set[int]:
-    cfg = run.cfg
-    return {int(cfg["PORT"]), int(cfg["INFERENCE_PORT"]), *INTERNAL_FIXED}
+    return bindings.internal_ports(run.cfg)
 
 
 def bind_ports(run, snap: Snapshot) -> bool:
-    """Internal ports bound to INTERNAL_BIND_ADDRESS in the compose files themselves; True if a file changed."""
+    """Internal ports bound to INTERNAL_BIND_ADDRESS, and the node's P2P port published at P2P_PORT,
+    in the compose files themselves; True if a file changed. Each write is recorded (bindings.py) so
+    that a later `--update-repo` can restore the file before moving to another release."""
     cfg = run.cfg
-    env = render.config_env_values(cfg)
     ports, address = internal_ports(run), cfg["INTERNAL_BIND_ADDRESS"]
-    if address in ("0.0.0.0", "::"):
+    if not binds_internal(cfg):
         run.log.warn(f"INTERNAL_BIND_ADDRESS={address}: ports {sorted(ports)} will be open on every interface")
-        return False
+    where = address if binds_internal(cfg) else f"P2P port {cfg['P2P_PORT']}"
     changed = False
     for name in COMPOSE_ALL:
         path = f"{cfg.join_dir}/{name}"
 
         def check(name=name):
-            wrong = misbound_mappings(snap[name].stdout, ports, address, env, ADMIN_PORTS)
-            return not wrong, (f"not on {address}: {', '.join(wrong)}" if wrong else f"bound to {address}")
+            wrong = binding_problems(cfg, snap[name].stdout)
+            return not wrong, (f"not as wanted: {', '.join(wrong)}" if wrong else f"bound to {where}")
 
         def act(path=path, name=name):
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
-            run.remote.write_file(path, bind_internal_ports(snap[name].stdout, ports, address, env, ADMIN_PORTS),
-                                  mode=0o644,
-                                  what=f"bind internal ports of {name} to {address}")
+            write_tracked(run, path, bound_text(cfg, snap[name].stdout), mode=0o644,
+                          what=f"bind the ports of {name} ({where})")
 
-        changed |= run.steps.run(f"internal ports of {name} on {address}", check, act, refresh=snap.refresh) == "done"
+        label = f"internal ports of {name} on {address}" if binds_internal(cfg) else f"P2P port of {name}"
+        changed |= run.steps.run(label, check, act, refresh=snap.refresh) == "done"
     return changed
 
 
@@ -98,6 +105,7 @@ def launch(run) -> None:
 
     def act():
         nonlocal rebound
+        images.require_images(run, COMPOSE_ALL)  # the pull job of phase 2, waited for with its progress
         run.remote.run(compose(run, "up -d", COMPOSE_ALL), what="docker compose (base + mlnode) up -d", timeout=3600)
         rebound = False
 

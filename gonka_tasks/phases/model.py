@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import time
 from importlib import resources
 from urllib.parse import urlsplit
 
+from .. import aptget, bindings, recipes
 from ..errors import DeployError
-from .common import Snapshot, q, require
+from . import images, recipe
+from .common import Snapshot, human, q, require
 from .server import require_mounted
 
 PIPX_HOME = "/opt/gonka-deploy/pipx"
@@ -69,6 +72,8 @@ def snapshot(run) -> Snapshot:
         "py": _python_probe(),
         "job": f"sha256sum {q(job_dir(run) + '/' + JOB_NAME)}",
         "running": _job_running_probe(run),
+        "gpus": recipe.GPU_PROBE,  # the recipe is checked before the download starts
+        "images": images.present_probe(run),
     }
     if cfg["HF_TOKEN"]:
         probes["token"] = f"sha256sum {q(cfg.hf_home + '/token')}"
@@ -110,10 +115,53 @@ def gonka_repo(run, snap: Snapshot) -> None:
                        hint="check GONKA_REPO and GONKA_REF, and that the server reaches the git host")
 
     def update():
-        run.remote.run(f"git -C {q(d)} fetch -q --tags origin && "
-                       f"git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
-                       what=f"move gonka checkout to {ref}", timeout=900,
-                       hint="local changes in tracked files block the checkout; commit or stash them on the server")
+        # The deployer's own edits of tracked files (port bindings, node-config.json) would make git
+        # refuse the checkout: restore exactly those, refuse over anyone else's, re-bind right after.
+        run.remote.run(f"git -C {q(d)} fetch -q --tags origin", what=f"fetch {repo}", timeout=900,
+                       hint="check that the server reaches the git host")
+        dirty = run.remote.probe(f"git -C {q(d)} diff --name-only HEAD --").out.splitlines()
+        ours: list[str] = []
+        if dirty:
+            files = {f"f{i}": rel for i, rel in enumerate(dirty)}
+            probes = {"record": f"cat {q(bindings.record_path(cfg))}"}
+            for key, rel in files.items():
+                probes[f"{key}.now"] = f"cat {q(d + '/' + rel)}"
+                # hashed on the server: a batched probe's output loses a file's final newline
+                probes[f"{key}.sha"] = f"sha256sum < {q(d + '/' + rel)} | cut -d' ' -f1"
+                probes[f"{key}.head"] = f"git -C {q(d)} show {q('HEAD:' + rel)}"
+            r = run.remote.probe_many(probes, what="local changes in the gonka checkout")
+            derivable = set()
+            for key, rel in files.items():
+                now, head = r[f"{key}.now"].stdout, r[f"{key}.head"].stdout
+                if posixpath.dirname(rel) == bindings.JOIN_REL and posixpath.basename(rel) in bindings.COMPOSE_FILES \
+                        and r[f"{key}.head"].ok and now == bindings.bound_text(cfg, head):
+                    derivable.add(rel)  # exactly the committed file with our bindings
+            current = {rel: r[f"{key}.sha"].out for key, rel in files.items() if r[f"{key}.now"].ok}
+            ours, theirs = bindings.classify(dirty, current, bindings.parse_record(r["record"].stdout), derivable)
+            if theirs:
+                raise DeployError(f"cannot move the gonka checkout {d} to {ref}: tracked file(s) changed by someone "
+                                  f"else than gonka-deploy: {', '.join(theirs)}",
+                                  f"keep or drop those changes yourself (e.g. `git -C {d} stash`, or `git -C {d} "
+                                  f"diff` to see them), then rerun with --update-repo")
+            run.log.info(f"restoring the deployer's own edits before the checkout (re-applied after it): "
+                         f"{', '.join(ours)}")
+        restore = f"git -C {q(d)} checkout -q -- {' '.join(q(f) for f in ours)} && " if ours else ""
+        try:
+            run.remote.run(f"{restore}git -C {q(d)} -c advice.detachedHead=false checkout -q {q(ref)}",
+                           what=f"move gonka checkout to {ref}", timeout=900,
+                           hint="see git's message above; local changes in tracked files block the checkout")
+        finally:
+            rebind()  # at once, whatever happened: the compose files are never left unbound
+
+    def rebind():
+        """The port bindings in the compose files now checked out (configure/launch redo the rest)."""
+        join = f"{d}/{bindings.JOIN_REL}"
+        r = run.remote.probe_many({name: f"cat {q(join + '/' + name)}" for name in bindings.COMPOSE_FILES})
+        for name in bindings.COMPOSE_FILES:
+            text = r[name].stdout
+            if r[name].ok and text.strip() and bindings.bound_text(cfg, text) != text:
+                bindings.write_tracked(run, f"{join}/{name}", bindings.bound_text(cfg, text), mode=0o644,
+                                       what=f"re-apply the port bindings of {name}")
 
     if not snap["origin"].ok:
         run.steps.run(name, at_ref, clone, refresh=snap.refresh)
@@ -154,8 +202,7 @@ def hf_tools(run, snap: Snapshot) -> None:
         # under a lock, re-checked inside it: an install left running by an interrupted run is waited
         # for (and then found done) instead of colliding with a second one
         script = (f"( {_python_probe()} ) >/dev/null && exit 0; "
-                  "command -v pipx >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -qq && "
-                  "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq pipx; } && "
+                  f"command -v pipx >/dev/null || {{ {aptget.install_script(['pipx'])}; }} && "
                   f"{env}pipx install --force huggingface_hub >/dev/null && {env}pipx inject huggingface_hub tenacity")
         run.remote.run(f"mkdir -p {PIPX_HOME} && flock -w 1800 {PIPX_HOME}/.install.lock sh -c {q(script)}",
                        what="install pipx + huggingface_hub (hf CLI) + tenacity", timeout=1900,
@@ -217,14 +264,6 @@ def start_job(run, py: str) -> None:
     run.remote.run(cmd, what=f"start the model download job ({cfg['MODEL']})")
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def progress_line(state: dict, rate: float) -> str:
     done, total = state.get("done", 0), state.get("total", 0) or 0
     pct = f" ({100 * done / total:.0f}%)" if total else ""
@@ -237,6 +276,12 @@ def ensure_download(run, *, wait: bool) -> None:
     cfg = run.cfg
     snap = snapshot(run)
     gonka_repo(run, snap)
+    # a model that cannot fit the GPUs is refused before a byte of it (or of the images) is downloaded
+    models = recipe.governance_models(run)
+    plan_recipe, gpus = recipe.model_recipe(run, snap["gpus"], models)
+    run.log.info(recipes.summary(cfg["MODEL"], plan_recipe, gpus))
+    if snap["mount"].out:  # the compose files are there: the images are pulled meanwhile (not waited for here)
+        images.ensure_pull(run, wait=False, snap=snap)
     hf_tools(run, snap)
     run.remote.step = "model download"
     fresh_job = (not snap["job"].out.startswith(hashlib.sha256(job_script().encode()).hexdigest())
@@ -248,10 +293,14 @@ def ensure_download(run, *, wait: bool) -> None:
         install_job(run, snap)
     py = snap["py"].out
     status = model_status(run, py)
+    recipe.check_revision(run, recipe.governance_entry(models, cfg["MODEL"]), status.get("sha", ""), plan_recipe)
 
     def complete():
         if status["complete"]:
             return True, f"{status['files']} files, {human(status['total'])}, revision {status['sha'][:12]}"
+        if not status["missing"] and not status["bad"] and status.get("ref_missing"):
+            # the files are there, but the ML node finds them offline only through the ref
+            return False, f"refs/{cfg['MODEL_REVISION']} not written in the cache"
         return False, f"{len(status['missing'])} missing, {len(status['bad'])} wrong size"
 
     def act():

@@ -21,11 +21,11 @@ import posixpath
 import re
 import time
 
-from .. import facts
+from .. import facts, participant
 from ..artefacts import read_artefact, write_artefact
 from ..errors import DeployError
-from ..httpclient import request
-from .common import Snapshot, api_shell, compose, q, require, wait_until
+from . import images
+from .common import COMPOSE_BASE, Snapshot, api_shell, compose, q, require, wait_until
 
 KEYS_SHOW = 'printf "%s\\n" "$KEYRING_PASSWORD" | inferenced keys show "$KEY_NAME" -a --keyring-backend file'
 # keys add asks to overwrite an existing name, reading the answer from the line that holds the password:
@@ -88,9 +88,12 @@ def base_services(run, snap: Snapshot) -> None:
         missing = [s for s in ("tmkms", "node") if s not in up]
         return not missing, ("tmkms and node running" if not missing else f"not running: {', '.join(missing)}")
 
-    run.steps.run("tmkms and node running", check,
-                  lambda: run.remote.run(compose(run, "up -d --no-deps tmkms node"), what="docker compose up -d tmkms node",
-                                         timeout=1800), refresh=snap.refresh)
+    def act():
+        # tmkms and node, and api for `keys add`: waited for if the pull job has them still to come
+        images.require_images(run, COMPOSE_BASE, ("tmkms", "node", "api"))
+        run.remote.run(compose(run, "up -d --no-deps tmkms node"), what="docker compose up -d tmkms node", timeout=1800)
+
+    run.steps.run("tmkms and node running", check, act, refresh=snap.refresh)
     if run.plan:
         return
     ready, detail = rpc_state(snap["rpc"].stdout)
@@ -365,13 +368,54 @@ def warm_key(run, snap: Snapshot) -> None:
 
 
 # ------------------------------------------------------------------------ registration
+# Upstream's API: /v2/participants/<address> is the participant, /v1/participants/<address> the
+# account (gonka_tasks.participant). Registration is confirmed on the first, never assumed.
 def participant_url(run) -> str:
-    return f"{run.cfg.seed_api_url}/v1/participants/{run.cfg.cold_address}"
+    return participant.participant_url(run.cfg)
 
 
 def registered(run) -> bool:
-    r = request(participant_url(run), attempts=4, what="participant lookup at the seed")
-    return r.status == 200
+    return participant.lookup_participant(run.cfg) is not None
+
+
+def consensus_key(run) -> str | None:
+    """The node's validator (consensus) key, for the commands the operator runs; None if unknown."""
+    r = run.remote.probe(RPC_STATUS)
+    if not r.ok:
+        return None
+    try:
+        return facts.parse_rpc_status(r.stdout).validator_pubkey or None
+    except facts.FactError:
+        return None
+
+
+def url_mismatch_error(run, found: participant.Participant) -> DeployError:
+    """The cold key is a participant registered with another URL than PUBLIC_URL."""
+    cfg = run.cfg
+    return DeployError(
+        f"participant {cfg.cold_address} is registered with inference URL {found.inference_url}, but PUBLIC_URL "
+        f"is {cfg['PUBLIC_URL']}; register-new-participant cannot change it (the chain refuses a second "
+        "unfunded registration)",
+        "either set PUBLIC_URL back to the registered URL, or change the URL on chain with the cold key on your "
+        "own machine (x/inference MsgSubmitNewParticipant updates an existing participant's URL):\n"
+        + participant.submit_participant_command(cfg, consensus_key(run), participant.seed_chain_id(cfg))
+        + "\nthen rerun")
+
+
+def funded_unregistered_error(run, account: participant.Account) -> DeployError:
+    """The cold account exists on chain but is no participant: the unfunded registration that
+    register-new-participant sends fails on chain ("account already exists",
+    msg_server_submit_new_unfunded_participant.go) while the seed still answers 200."""
+    cfg = run.cfg
+    held = (f"balance {participant.balance_text(account)}" if account.state == "present"
+            else "it has received coins but never signed a transaction")
+    return DeployError(
+        f"the cold account {cfg.cold_address} already exists on chain ({held}) but is not a participant: "
+        "register-new-participant cannot register it (the chain refuses an unfunded registration for an "
+        "existing account with 'account already exists', even though the seed answers 200)",
+        "register it with the cold key itself, on your own machine (the host docs' manual registration):\n"
+        + participant.submit_participant_command(cfg, consensus_key(run), participant.seed_chain_id(cfg))
+        + f"\nthen rerun; `fab verify` shows registration PASS once {participant.participant_url(cfg)} answers")
 
 
 CHAIN_ERRORS = (
@@ -387,11 +431,22 @@ CHAIN_ERRORS = (
 
 
 def registration(run) -> None:
-    """The participant is registered at the seed (confirmed there, never assumed)."""
+    """The participant is registered at the seed with PUBLIC_URL (confirmed there, never assumed)."""
     cfg = run.cfg
 
+    def found_ok() -> tuple[bool, str]:
+        found = participant.lookup_participant(cfg)
+        if found is None:
+            return False, f"{cfg.cold_address} is not a participant at {cfg.seed_api_url}"
+        if not participant.same_url(found.inference_url, cfg["PUBLIC_URL"]):
+            raise url_mismatch_error(run, found)
+        return True, f"{cfg.cold_address} at {cfg.seed_api_url} ({found.status}, {found.inference_url})"
+
     def check():
-        return registered(run), f"{cfg.cold_address} at {cfg.seed_api_url}"
+        return found_ok()
+
+    def landed() -> tuple[bool, str]:
+        return found_ok()[0], "not listed yet"
 
     def note_found() -> None:
         """A registration confirmed by a run that was cut before writing registration.txt: say so."""
@@ -402,6 +457,9 @@ def registration(run) -> None:
                            "not kept (an earlier run was interrupted)\n")
 
     def register():
+        account = participant.lookup_account(cfg)
+        if account.exists:
+            raise funded_unregistered_error(run, account)
         r = run.remote.run(api_shell(run, REGISTER), what="register-new-participant", ok_codes=tuple(range(256)),
                            timeout=300)
         out = (r.stdout + r.stderr).strip()
@@ -415,11 +473,13 @@ def registration(run) -> None:
         if r.exit_code != 0 and "already exists" not in lower:
             raise DeployError(f"register-new-participant failed (exit code {r.exit_code}); output in registration.txt",
                               "see the output above; rerun once the cause is fixed")
-        deadline = cfg.seconds("REGISTRATION_TIMEOUT")
-        wait_until(run, f"participant {cfg.cold_address} at the seed", lambda: (registered(run), "not listed yet"),
-                   deadline_s=deadline, interval_s=5, report_every_s=15, first_pause_s=2.0,
+        # the seed answers 200 before the chain has run the message, and never reports its failure
+        wait_until(run, f"participant {cfg.cold_address} at the seed", landed,
+                   deadline_s=cfg.seconds("REGISTRATION_TIMEOUT"), interval_s=5, report_every_s=15,
+                   first_pause_s=2.0,
                    hint="register-new-participant finished but the seed does not list the participant: the "
-                        "registration did not land. See registration.txt, check PUBLIC_URL and ACCOUNT_PUBKEY, rerun")
+                        "registration did not land (the seed accepts it before the chain checks it, e.g. for a "
+                        "private PUBLIC_URL). See registration.txt, check PUBLIC_URL and ACCOUNT_PUBKEY, rerun")
 
     if run.steps.run("participant registered at the seed", check, register) == "skip":
         note_found()

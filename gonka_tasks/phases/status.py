@@ -72,8 +72,10 @@ def phase_states(run, g: dict) -> list[tuple[str, str, str]]:
     else:
         rows.append(("download-model", "pending", "model not downloaded"))
 
+    # node-config.json carries the recipe configure derived from the GPUs: compare with what it uploaded
+    nc = read_artefact(cfg.artefacts, "node-config.json") or render.node_config_json(cfg)
     want = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in
-            (("config.env", render.config_env(cfg)), ("node-config.json", render.node_config_json(cfg)))}
+            (("config.env", render.config_env(cfg)), ("node-config.json", nc))}
     have = {ln.split()[1]: ln.split()[0] for ln in r["config"].out.splitlines() if len(ln.split()) == 2}
     if not have:
         rows.append(("configure", "pending", "config.env not on the server"))

@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from .. import facts
+from .. import facts, participant
 from ..artefacts import write_artefact
 from ..errors import DeployError
 from ..httpclient import HttpError, request
+from ..preflight import parse_listen_ports
 from .common import COMPOSE_ALL, compose, expected_services, q
-from .services import RPC_STATUS, participant_url
+from .services import RPC_STATUS
 
 RPC_PORT = 26657
 EXPOSURE_PORTS = (5050, 8080, 9100, 9200, RPC_PORT)
@@ -66,15 +67,38 @@ def mlnode_service(services: list[str]) -> str | None:
 
 # ---------------------------------------------------------------------------- checks
 def check_registered(run) -> Check:
+    """The cold key is a participant (/v2/participants) with PUBLIC_URL; its account balance shown."""
+    cfg = run.cfg
     try:
-        r = request(participant_url(run), attempts=3, what="participant lookup")
+        found = participant.lookup_participant(cfg, attempts=3)
     except HttpError as e:
         return Check("registration", "FAIL", f"seed unreachable: {e.message}")
-    if r.status == 200:
-        data = r.json() or {}
-        bal = f", balance {data.get('balance')}" if isinstance(data, dict) and "balance" in data else ""
-        return Check("registration", "PASS", f"{run.cfg.cold_address} listed at the seed{bal}")
-    return Check("registration", "FAIL", f"{run.cfg.cold_address} not listed at the seed (HTTP {r.status})")
+    except ValueError as e:
+        return Check("registration", "FAIL", f"unexpected answer from {participant.participant_url(cfg)}: {e}")
+    try:
+        account = participant.lookup_account(cfg, attempts=2)
+    except HttpError:
+        account = participant.Account("unknown", detail="seed did not answer")
+    if found is None:
+        if account.exists:
+            held = (f"balance {participant.balance_text(account)}" if account.state == "present"
+                    else "funded, never signed")
+            return Check("registration", "FAIL",
+                         f"{cfg.cold_address} not listed at the seed (HTTP 404 on /v2/participants) although its "
+                         f"account exists ({held}): register-new-participant cannot register an existing account; "
+                         "register it with the cold key: `inferenced tx inference submit-new-participant "
+                         f"{cfg['PUBLIC_URL']} --validator-key <CONSENSUS_KEY> --from {cfg['COLD_KEY_NAME']} ...` "
+                         "(see `fab start-base`)")
+        return Check("registration", "FAIL",
+                     f"{cfg.cold_address} not listed at the seed (HTTP 404 on /v2/participants)")
+    if not participant.same_url(found.inference_url, cfg["PUBLIC_URL"]):
+        return Check("registration", "FAIL",
+                     f"{cfg.cold_address} is registered with {found.inference_url}, PUBLIC_URL is {cfg['PUBLIC_URL']}: "
+                     "change it with the cold key (`inferenced tx inference submit-new-participant "
+                     f"{cfg['PUBLIC_URL']} --from {cfg['COLD_KEY_NAME']} ...`) or set PUBLIC_URL back")
+    bal = f", cold account balance {participant.balance_text(account)}" if account.state == "present" else ""
+    return Check("registration", "PASS",
+                 f"{cfg.cold_address} listed at the seed ({found.status}, {found.inference_url}){bal}")
 
 
 def seed_height(run) -> int | None:
@@ -198,6 +222,79 @@ def check_gpu(run, svc: str | None) -> list[Check]:
     return [cuda, torch]
 
 
+def mlnode_url(run, path: str) -> str:
+    """An ML node endpoint as the server reaches it: the inference nginx publishes the ML node's API
+    (8080) at PORT on INTERNAL_BIND_ADDRESS."""
+    addr = run.cfg["INTERNAL_BIND_ADDRESS"] or "127.0.0.1"
+    return f"http://{'127.0.0.1' if addr in ('0.0.0.0', '::') else addr}:{run.cfg['PORT']}{path}"
+
+
+def _model_state(run) -> dict:
+    """One round trip: the api's node state, and the ML node's model status and vLLM startup status."""
+    body = json.dumps({"hf_repo": run.cfg["MODEL"], "hf_commit": None})  # what the api asks (nil = latest)
+    r = run.remote.probe_many({
+        "nodes": "curl -fsS -m 5 http://127.0.0.1:9200/admin/v1/nodes",
+        "models": f"curl -sS -m 60 -X POST -H 'Content-Type: application/json' -d {q(body)} "
+                  f"{q(mlnode_url(run, '/api/v1/models/status'))}",
+        "up": f"curl -sS -m 5 {q(mlnode_url(run, '/api/v1/inference/up/status'))}",
+    })
+    out = {}
+    for k in ("nodes", "models", "up"):
+        try:
+            out[k] = json.loads(r[k].stdout) if r[k].ok else None
+        except ValueError:
+            out[k] = None
+    return out
+
+
+def model_checks(run, st: dict) -> tuple[Check, Check]:
+    """(ML node inference, ML node model cache) from `_model_state`'s answers."""
+    cfg = run.cfg
+    nid, model = cfg["ML_NODE_ID"], cfg["MODEL"]
+    entry = next((n for n in st.get("nodes") or [] if isinstance(n, dict)
+                  and (n.get("node") or {}).get("id") == nid), None)
+    state = (entry or {}).get("state") or {}
+    up = st.get("up") if isinstance(st.get("up"), dict) else {}
+    current, reason = state.get("current_status"), state.get("failure_reason") or ""
+    name = "ML node inference"
+    if entry is None:
+        inference = Check(name, "FAIL", f"ML node {nid} not in the api's node list (admin API)")
+    elif current == "FAILED":
+        inference = Check(name, "FAIL", f"{nid} is FAILED: {reason or 'no reason given'}"
+                                        + (f"; vLLM: {up['error'][:300]}" if up.get("error") else ""))
+    elif current == "INFERENCE":
+        inference = Check(name, "PASS", f"{nid} serves {model} (INFERENCE)")
+    elif up.get("status") == "failed":
+        inference = Check(name, "FAIL", f"{nid} is {current}: vLLM did not start {model}: {up.get('error', '')[:300]}")
+    else:
+        inference = Check(name, "WARN", f"{nid} is {current or 'unknown'} (intended {state.get('intended_status')}); "
+                                        f"vLLM start {up.get('status', 'unknown')}")
+    status = (st.get("models") or {}).get("status") if isinstance(st.get("models"), dict) else None
+    name = "ML node model cache"
+    if status == "DOWNLOADED":
+        cache = Check(name, "PASS", f"{model} found offline at main in {cfg.hf_home}")
+    elif status == "DOWNLOADING":
+        cache = Check(name, "WARN", f"the ML node is downloading {model} again: it did not find main offline in "
+                                    f"{cfg.hf_home} (refs/main and its snapshot)")
+    elif status in ("NOT_FOUND", "PARTIAL"):
+        cache = Check(name, "WARN", f"the ML node does not find {model} at main offline ({status}): the api will "
+                                    "have it downloaded again; rerun `fab download-model` to write refs/main")
+    else:
+        cache = Check(name, "WARN", f"no answer from the ML node's models/status at {mlnode_url(run, '')}")
+    return inference, cache
+
+
+def check_model_served(run) -> list[Check]:
+    """The api's state of the ML node (FAILED names its reason) and whether the ML node finds the model
+    in its cache. A vLLM start still under way is asked again for a short while."""
+    for i in range(6):
+        inference, cache = model_checks(run, _model_state(run))
+        if inference.result != "WARN" or i == 5:
+            return [inference, cache]
+        time.sleep(1 + i)
+    return [inference, cache]
+
+
 def check_containers(run, services: list[str]) -> tuple[Check, list[facts.Container]]:
     r = run.remote.probe(compose(run, "ps -a --format json", COMPOSE_ALL))
     try:
@@ -264,22 +361,9 @@ def check_logs(run) -> Check:
     return Check("logs", "WARN", "; ".join(hits[:3]) + more)
 
 
-def listening(ss_out: str) -> dict[int, list[str]]:
-    """`ss -Hltn` -> {port: [local addresses]}."""
-    out: dict[int, list[str]] = {}
-    for line in ss_out.splitlines():
-        parts = line.split()
-        if len(parts) < 4:
-            continue
-        addr, _, port = parts[3].rpartition(":")
-        if port.isdigit():
-            out.setdefault(int(port), []).append(addr.strip("[]"))
-    return out
-
-
 def check_exposure(run) -> list[Check]:
     r = run.remote.probe("ss -Hltn 2>/dev/null || netstat -ltn 2>/dev/null | tail -n +3")
-    ports = listening(r.stdout)
+    ports = parse_listen_ports(r.stdout)
     out = []
     for p in EXPOSURE_PORTS:
         addrs = [a for a in ports.get(p, []) if not (a.startswith("127.") or a in ("::1", "localhost"))]
@@ -315,6 +399,7 @@ def run_checks(run) -> list[Check]:
     checks.append(answer(lambda: check_http(run, "/health", "proxy health"), "proxy"))
     checks += check_admin(run, cfg["ML_NODE_ID"])
     checks += check_gpu(run, mlnode_service(services))
+    checks += check_model_served(run)
     checks.append(containers)
     checks.append(check_logs(run))
     checks += check_exposure(run)

@@ -8,8 +8,10 @@ cache (`$HF_HOME/hub/models--ORG--NAME/snapshots/<sha>/`): every file present wi
 size. It prints one JSON line and exits 0 when complete, 1 when not, 2 when the hub cannot be
 asked.
 
-`download` fetches what is missing into the cache, retrying transient failures with bounded,
-jittered backoff (tenacity); huggingface_hub resumes partial files (`.incomplete` + Range), so
+`download` fetches what is missing into the cache and, once the snapshot is whole, writes
+`refs/<REV>` for a branch or tag name, as huggingface_hub does on a download by name: the ML node
+looks the model up offline by name (`main`) and finds it only through that ref; `check` counts a
+missing ref as incomplete. Transient failures are retried with bounded, jittered backoff (tenacity); huggingface_hub resumes partial files (`.incomplete` + Range), so
 finished files are never fetched again. It keeps `state.json` in the state dir up to date (state,
 bytes done / total) for the deployer to show progress, and is started detached (setsid, all fds
 redirected) so it survives the SSH connection dropping. The token, if any, is the hub's own
@@ -65,8 +67,42 @@ def remote_files(repo: str, revision: str) -> tuple[str, dict[str, int]]:
     return info.sha, files
 
 
-def compare(repo: str, sha: str, files: dict[str, int]) -> dict:
-    """What of the revision is in the cache: present bytes, missing files, files of the wrong size."""
+def ref_path(repo: str, revision: str) -> Path | None:
+    """refs/<revision> in the cache, for a branch or tag name (a commit sha has none)."""
+    if not revision or revision_is_sha(revision):
+        return None
+    return hub_dir(repo) / "refs" / revision
+
+
+def revision_is_sha(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+def ref_ok(repo: str, revision: str, sha: str) -> bool:
+    """refs/<revision> names `sha`: how an offline lookup by that name (the ML node's) finds the snapshot."""
+    p = ref_path(repo, revision)
+    if p is None:
+        return True
+    try:
+        return p.read_text().strip() == sha
+    except OSError:
+        return False
+
+
+def write_ref(repo: str, revision: str, sha: str) -> None:
+    """refs/<revision> = sha, as huggingface_hub writes it on a download by name (atomically)."""
+    p = ref_path(repo, revision)
+    if p is None:
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(sha)
+    os.replace(tmp, p)
+
+
+def compare(repo: str, sha: str, files: dict[str, int], revision: str = "") -> dict:
+    """What of the revision is in the cache: present bytes, missing files, files of the wrong size,
+    and whether refs/<revision> points at the snapshot (`ref_missing`)."""
     snap = hub_dir(repo) / "snapshots" / sha
     have, missing, bad = 0, [], []
     for name, size in sorted(files.items()):
@@ -78,8 +114,9 @@ def compare(repo: str, sha: str, files: dict[str, int]) -> dict:
         else:
             have += size
     total = sum(files.values())
-    return {"complete": not missing and not bad, "sha": sha, "total": total, "have": have,
-            "missing": missing, "bad": bad, "files": len(files)}
+    ref_missing = not ref_ok(repo, revision, sha)
+    return {"complete": not missing and not bad and not ref_missing, "sha": sha, "total": total, "have": have,
+            "missing": missing, "bad": bad, "files": len(files), "ref_missing": ref_missing}
 
 
 def bytes_on_disk(repo: str, sha: str, files: dict[str, int]) -> int:
@@ -189,7 +226,9 @@ def download(args) -> int:
                 if disk_full(e):
                     raise DiskFull(disk_full_message(cache, files[name])) from e
                 raise
-        final = compare(args.repo, sha, files)
+        # the ref last, once the snapshot is whole: the ML node finds the files offline through it
+        write_ref(args.repo, args.revision, sha)
+        final = compare(args.repo, sha, files, args.revision)
         if not final["complete"]:
             raise RuntimeError(f"incomplete after download: missing {final['missing']}, wrong size {final['bad']}")
     except Exception as e:
@@ -211,7 +250,7 @@ def check(args) -> int:
     except Exception as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"[:500]}))
         return 2
-    status = compare(args.repo, sha, files)
+    status = compare(args.repo, sha, files, args.revision)
     print(json.dumps(status))
     return 0 if status["complete"] else 1
 

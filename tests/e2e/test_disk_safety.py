@@ -114,6 +114,7 @@ def test_a_shell_payload_in_volume_txt_never_reaches_a_shell(lab, sandbox_host):
     assert host.run("ls /tmp/pwned-* 2>/dev/null", check=False).stdout == ""
 
 
+@pytest.mark.slow
 def test_a_shell_payload_in_the_other_artefacts_never_reaches_a_shell(lab, sandbox_host, world):
     """After a deploy, each artefact the deployer reads back gets a payload; every task that reads
     it stops with a clear error or ignores it; nothing runs, here or on the server."""

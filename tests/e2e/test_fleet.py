@@ -10,6 +10,7 @@ import pytest
 pytestmark = pytest.mark.sandbox
 
 
+@pytest.mark.slow
 def test_fleet_of_four_with_one_failing_disk(lab, sandbox_host, sandbox_host_factory):
     hosts = [sandbox_host, *sandbox_host_factory(3)]
     for i, h in enumerate(hosts):

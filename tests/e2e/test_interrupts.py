@@ -108,6 +108,7 @@ def test_interrupt_at_every_phase_boundary(lab, sandbox_host, world):
     finish_and_check(lab, host, world.seed, "intr-b", node)
 
 
+@pytest.mark.slow
 def test_interrupt_inside_phases_4_and_5(lab, sandbox_host, world):
     """The SSH session dies while `keys add` runs, during the registration, and during the node restart."""
     host, seed = sandbox_host, world.seed
@@ -148,6 +149,7 @@ def test_interrupt_inside_phases_4_and_5(lab, sandbox_host, world):
     assert chaos.sim_counters(host).get("keys_add") == 1
 
 
+@pytest.mark.slow
 def test_rerun_right_after_a_kill_during_pipx_install(lab, sandbox_host, world):
     """Killed while `pipx install` runs on the server, the very next run must still succeed."""
     host = sandbox_host
@@ -161,6 +163,7 @@ def test_rerun_right_after_a_kill_during_pipx_install(lab, sandbox_host, world):
     assert r.returncode == 0, r.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_registration_never_listed_is_an_error(lab, sandbox_host, world):
     """register-new-participant exits 0 but the seed never lists the participant: exit 1 after the deadline."""
     host, seed = sandbox_host, world.seed

@@ -44,6 +44,7 @@ def deployed(lab, host, name: str, **overrides):
     return node
 
 
+@pytest.mark.slow
 def test_a_failing_key_probe_never_creates_a_second_key(lab, sandbox_host, world):
     """A password starting with `y` would answer yes to `keys add`'s overwrite question: each way the
     probe can fail (the docker daemon, the CLI's own error, output that is not an address) stops the
@@ -81,6 +82,7 @@ def test_a_failing_key_probe_never_creates_a_second_key(lab, sandbox_host, world
     assert chaos.sim_counters(host).get("keys_add") == 1
 
 
+@pytest.mark.slow
 def test_mnemonic_is_saved_when_the_data_disk_fills_during_keys_add(lab, sandbox_host, world):
     """The data disk fills right after `keys add` wrote the keyring: the mnemonic still reaches
     warm_key.txt in that same run (its output waits on the system disk); the deploy then stops on
@@ -108,6 +110,7 @@ def test_mnemonic_is_saved_when_the_data_disk_fills_during_keys_add(lab, sandbox
     assert chaos.state_problems(host, lab, world.seed, "ks-full") == []
 
 
+@pytest.mark.slow
 def test_a_key_whose_mnemonic_was_not_saved_is_an_error_on_every_run(lab, sandbox_host, world):
     """warm_key.txt gone: every later run ends in an ERROR with the recovery steps (never exit 0),
     until the operator accepts it explicitly, which first backs the keyring up."""

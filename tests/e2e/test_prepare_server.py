@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import shlex
+import time
 
 import pytest
 
@@ -75,6 +76,18 @@ def docker_changes(host) -> list[list[str]]:
     return [c["argv"] for c in host.docker_calls() if docker_verb(c["argv"]) in DOCKER_CHANGES]
 
 
+def wait_pull_job(host, timeout: float = 60) -> dict:
+    """The image pull job's final state.json (it runs detached after download-model returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = host.run("cat /var/lib/gonka-deploy/pull/state.json", check=False).stdout
+        state = json.loads(text) if text.strip() else {}
+        if state.get("state") in ("complete", "failed") or time.monotonic() > deadline:
+            assert state.get("state") == "complete", state
+            return state
+        time.sleep(0.3)
+
+
 def mounted(host, mp: str = MP) -> tuple[str, str]:
     """(FSTYPE, SOURCE) of what is mounted at mp inside the host, ("", "") when nothing."""
     r = host.run(f"findmnt -n -o FSTYPE,SOURCE --mountpoint {mp}", check=False)
@@ -127,6 +140,8 @@ def test_fresh_host_prepare_and_download_then_rerun_changes_nothing(lab, sandbox
     with host.connection(connect_kwargs={"key_filename": str(tmp_path / "admin-b_ed25519")}) as c:
         assert c.run("id -u", hide=True).stdout.strip() == "0"
 
+    # the image pull job download-model started runs on detached: let it finish first
+    wait_pull_job(host)
     # second run of both: every step SKIP, nothing changing issued, files byte-identical
     fstab, docker = host.read_file("/etc/fstab"), docker_changes(host)
     for task in ("prepare-server", "download-model"):

@@ -21,6 +21,7 @@ import pytest
 from gonka_sim.hosts.host import SandboxHost
 from gonka_sim.hosts.lab import Lab
 from gonka_sim.network import repos
+from gonka_tasks.address import cold_address
 from tests.plugins import hosts as host_fixtures
 from tests.plugins.world import World
 
@@ -234,10 +235,19 @@ def test_deploy_report_grant_command_uses_the_real_values(deployed):
     one_line = re.sub(r"\s+", " ", report.replace("\\\n", " "))
     cold, seed = values["COLD_KEY_NAME"], values["SEED_API_URL"].rstrip("/")
     grant = (f"./inferenced tx inference grant-ml-ops-permissions {cold} {warm} --from {cold} "
-             f"--keyring-backend file --gas 2000000 --node {seed}/chain-rpc/")
+             f"--keyring-backend file --gas auto --gas-adjustment 1.5 --gas-prices 10ngonka "
+             f"--node {seed}/chain-rpc/")
     assert grant in one_line
+    # the cold account's balance as the seed's /v1 tells it, the participant link on /v2
+    cold_addr = cold_address(values["ACCOUNT_PUBKEY"])
+    assert f"participant:  {seed}/v2/participants/{cold_addr}" in report
+    assert "balance 0 ngonka (0 GNK)" in report and "TOP IT UP" in report
+    # the after-join commands with this node's values, the served model's intent among them
+    assert (f"./inferenced tx collateral deposit-collateral <DEPOSIT>ngonka --from {cold} --keyring-backend file "
+            f"--node {seed}/chain-rpc/ --chain-id gonka-mainnet") in one_line
+    assert f"declare-poc-intent {values['MODEL']} --from {cold}" in one_line
     # the report went to the console too, and names the files that are really there
-    assert "THE ONE THING LEFT TO DO" in deployed.deploy.stdout
+    assert "LEFT TO DO, on your own machine with the cold key" in deployed.deploy.stdout
     for name in ("warm_key.txt", "warm_address.txt", "verification.txt", "verification.json", "backup"):
         assert (art / name).exists() and re.search(rf"^\s+{re.escape(name)}\s+\S", report, re.M), name
     # the deploy backed the keys up after phase 4, and said so
@@ -276,9 +286,12 @@ def test_backup_keys_match_the_server_byte_for_byte(deployed):
     dest = new[0]
     assert re.fullmatch(r"\d{8}-\d{6}(-\d+)?", dest.name)
     assert str(dest) in r.stdout
-    # every key file of the server, and nothing else
+    # every key file of the server and the API's state (config and database), and nothing else
     server_files = host.run(
         f"cd {JOIN} && find .tmkms .inference/keyring-file .inference/config/node_key.json -type f | sort").stdout.split()
+    server_files += host.run(f"cd {JOIN} && for f in .dapi/api-config.yaml .dapi/gonka.db .dapi/gonka.db-wal "
+                             ".dapi/gonka.db-shm; do [ -f $f ] && echo $f; done; true").stdout.split()
+    assert ".dapi/gonka.db" in server_files  # the api has run: its database is there
     assert ".inference/config/node_key.json" in server_files
     assert any(f.startswith(".tmkms/") for f in server_files)
     assert any(f.startswith(".inference/keyring-file/") for f in server_files)
@@ -363,6 +376,24 @@ def test_participant_missing_at_the_seed_fails_registration(deployed):
     assert re.search(r"gonka1\S+", detail)
 
 
+def test_participant_registered_with_another_url_fails_registration_naming_both(deployed):
+    seed, values = deployed.seed, deployed.lab.values(KEY)
+    cold = cold_address(values["ACCOUNT_PUBKEY"])
+    with seed.lock:
+        p = seed.participants[cold]
+        right, p.url = p.url, "http://203.0.113.99:8000"
+    try:
+        v = run_verify(deployed.lab, deployed.node)
+    finally:
+        with seed.lock:
+            p.url = right
+    assert v.failing() == ["registration"], v.txt
+    detail = v.detail("registration")
+    public = values.get("PUBLIC_URL") or f"http://{values['SERVER_IP']}:{values.get('API_PORT') or 8000}"
+    assert "http://203.0.113.99:8000" in detail and public in detail, detail
+    assert "submit-new-participant" in detail, detail
+
+
 def test_exited_container_fails_containers_and_status_shows_launch_broken(deployed):
     host, lab = deployed.host, deployed.lab
     host.run("docker stop bridge", timeout=60)
@@ -442,7 +473,7 @@ def test_published_node_rpc_is_checked_from_outside_and_warned_about(deployed):
     host = deployed.host
     compose_file = f"{JOIN}/docker-compose.yml"
     original = host.read_text(compose_file)
-    p2p = '      - "5000:26656" # p2p\n'
+    p2p = '      - "5000:26656" # chain P2P: the host port is a literal in this file\n'
     assert p2p in original
     host.write_file(compose_file, original.replace(p2p, p2p + '      - "26657:26657"\n'))
     try:

@@ -62,7 +62,7 @@ def config_env(host, seed_url: str) -> str:
 
 def deploy_checkout(host, c, seed) -> None:
     out = sh(c, "git clone -q https://github.com/gonka-ai/gonka.git /srv/gonka && git -C /srv/gonka describe --tags")
-    assert out.stdout.strip() == "v0.2.12"
+    assert out.stdout.strip() == "v0.2.13"
     host.write_file(f"{JOIN}/config.env", config_env(host, seed.url_for(host.runner_ip)), 0o600)
     sh(c, "mkdir -p /srv/hf")
 
@@ -112,7 +112,10 @@ def test_base_services_warm_key_and_registration(host, seed):
         assert again.exited == 1 and "aborted" in again.stderr
         reg = in_join(c, "docker compose run --rm --no-deps -T api sh -c 'inferenced register-new-participant "
                          '"$DAPI_API__PUBLIC_URL" "$ACCOUNT_PUBKEY" --node-address "$DAPI_CHAIN_NODE__SEED_API_URL"\'')
-        assert "Participant is now available" in reg.stdout
+        # upstream's poll decodes `status` as a string and the API sends a number: it always times out
+        # (register_participant_command.go), exit 0 all the same
+        assert "Participant registration successful." in reg.stdout
+        assert "Warning: timeout after" in reg.stdout and "Participant is now available" not in reg.stdout
     cold = cold_address(pubkey_b64())
     assert cold in seed.participants
     p = seed.participants[cold]

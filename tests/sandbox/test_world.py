@@ -22,8 +22,8 @@ pytestmark = pytest.mark.sandbox
 def test_host_registers_with_seed_at_runner_ip(sandbox_host, seed):
     host = sandbox_host
     key = pubkey_b64("sandbox-world")
-    body = {"address": cold_address(key), "url": f"http://{host.ip}:8000", "validator_key": "v",
-            "pub_key": key, "worker_key": "w"}  # fmt: skip
+    body = {"address": cold_address(key), "url": f"http://{host.ip}:8000", "validator_key": "",
+            "pub_key": key, "worker_key": ""}  # fmt: skip
     base = seed.url_for(host.runner_ip)
     r = host.run(
         f"curl -sS -o /dev/null -w '%{{http_code}}' -X POST -H 'Content-Type: application/json' "
@@ -32,8 +32,10 @@ def test_host_registers_with_seed_at_runner_ip(sandbox_host, seed):
         timeout=20,
     )
     assert r.stdout == "200"
-    r = host.run(f"curl -sS -f {base}/v1/participants/{cold_address(key)}", timeout=20)
+    r = host.run(f"curl -sS -f {base}/v1/participants/{cold_address(key)}", timeout=20)  # the account
     assert json.loads(r.stdout)["pubkey"] == key
+    r = host.run(f"curl -sS -f {base}/v2/participants/{cold_address(key)}", timeout=20)  # the participant
+    assert json.loads(r.stdout)["participant"]["inference_url"] == f"http://{host.ip}:8000"
     r = host.run(f"curl -sS -f {base}/chain-rpc/status", timeout=20)
     assert json.loads(r.stdout)["result"]["node_info"]["network"] == "gonka-mainnet"
     seed.wait_idle()

@@ -75,6 +75,12 @@ BAD_INPUTS = [
     ("private PUBLIC_URL", conf_text(ALLOW_PRIVATE_ADDRESSES="false", PUBLIC_URL="http://10.0.0.5:8000"), "PUBLIC_URL"),
     ("loopback PUBLIC_URL", conf_text(ALLOW_PRIVATE_ADDRESSES=None, PUBLIC_URL="http://127.0.0.1:8000"), "PUBLIC_URL"),
     ("link-local derived URL", conf_text(ALLOW_PRIVATE_ADDRESSES=None, SERVER_IP="169.254.1.1"), "PUBLIC_URL"),
+    ("private P2P address behind NAT", conf_text(ALLOW_PRIVATE_ADDRESSES=None, P2P_EXTERNAL_ADDRESS="tcp://10.1.2.3:5000"),
+     "P2P_EXTERNAL_ADDRESS"),
+    ("derived P2P address of a private SERVER_IP", conf_text(ALLOW_PRIVATE_ADDRESSES=None, SERVER_IP="192.168.7.2",
+                                                            PUBLIC_URL="http://203.0.113.9:8000"), "P2P_EXTERNAL_ADDRESS"),
+    ("SSH_HOST with a space", conf_text(SSH_HOST="gpu box"), "SSH_HOST"),
+    ("SSH_HOST as an ssh option", conf_text(SSH_HOST="-oProxyCommand=x"), "SSH_HOST"),
     ("KEY_NAME charset", conf_text(KEY_NAME="node a;rm"), "KEY_NAME"),
     ("bad peer", conf_text(PERSISTENT_PEERS="abc@1.2.3.4:26656"), "PERSISTENT_PEERS"),
     ("bad bool", conf_text(ADOPT_DISK="maybe"), "ADOPT_DISK"),
@@ -219,3 +225,27 @@ def test_a_wrong_file_given_as_config_is_summed_up_fast(tmp_path):
     assert len(e.value.problems) == 21 and e.value.problems[-1] == "file: ... and 4980 more broken lines"
     cfg = load(write_node(tmp_path, conf_text() + "".join(f"UNKNOWN_{i}=x\n" for i in range(5_000))))
     assert len(cfg.warnings) == 21 and cfg.warnings[-1] == "file: ... and 4980 more unknown keys, ignored"
+
+
+def test_ssh_target_from_an_ssh_config_alias(tmp_path):
+    """SSH_HOST names a ~/.ssh/config entry: its HostName, User, Port and ProxyJump complete an
+    empty SSH_USER/SSH_PORT; the node config's own values win; without either, root and 22."""
+    import paramiko  # noqa: PLC0415
+
+    from gonka_tasks.errors import DeployError  # noqa: PLC0415
+    from gonka_tasks.session import resolve_target  # noqa: PLC0415
+
+    ssh = paramiko.SSHConfig.from_text("Host gpu1\n  HostName 10.0.0.5\n  User ops\n  Port 2222\n  ProxyJump bastion\n")
+    cfg = load(write_node(tmp_path, conf_text(SSH_HOST="gpu1", SSH_USER="", SSH_PORT="", SERVER_IP="203.0.113.9")))
+    t = resolve_target(cfg, None, ssh)
+    assert (t.alias, t.host, t.user, t.port, t.jump) == ("gpu1", "10.0.0.5", "ops", 2222, "bastion")
+    assert str(t) == "ops@10.0.0.5:2222 (gpu1) via bastion"
+    assert resolve_target(cfg, "gpu1", ssh).host == "10.0.0.5"  # -H by alias, by address or by SERVER_IP
+    assert resolve_target(cfg, "203.0.113.9", ssh).alias == "gpu1"
+    with pytest.raises(DeployError, match="contradicts"):
+        resolve_target(cfg, "ops@gpu2", ssh)
+    cfg = load(write_node(tmp_path, conf_text(SSH_HOST="gpu1", SSH_USER="admin", SSH_PORT="22")))
+    assert (resolve_target(cfg, None, ssh).user, resolve_target(cfg, None, ssh).port) == ("admin", 22)
+    cfg = load(write_node(tmp_path, conf_text(SSH_USER="", SSH_PORT="")))
+    t = resolve_target(cfg, None, paramiko.SSHConfig())
+    assert (t.user, t.port, t.jump) == ("root", 22, "")

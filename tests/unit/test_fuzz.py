@@ -259,7 +259,8 @@ def check_config_outcome(path: Path) -> NodeConfig | ConfigError:
         return e
     # A config that validates must be usable: every typed accessor works.
     assert isinstance(cfg, NodeConfig)
-    assert 1 <= cfg.ssh_port <= 65535 and 1 <= cfg.api_port <= 65535 and cfg.max_concurrent >= 1
+    assert (cfg.ssh_port is None or 1 <= cfg.ssh_port <= 65535) and 1 <= cfg.api_port <= 65535
+    assert cfg.max_concurrent >= 1
     assert all(isinstance(a, str) for a in cfg.model_args)
     assert all(isinstance(k, str) for k in cfg.admin_ssh_keys + cfg.persistent_peers)
     assert cfg.cold_address.startswith("gonka1")

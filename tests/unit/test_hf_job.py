@@ -58,3 +58,30 @@ def test_a_disk_that_fills_during_the_download_is_not_retried(job, monkeypatch, 
     assert hf_job.download(args) == 1
     assert len(calls) == 1
     assert json.loads((tmp_path / "state" / "state.json").read_text())["error"].startswith("data disk full")
+
+
+def test_a_download_by_name_writes_the_ref_once_the_snapshot_is_whole(tmp_path, monkeypatch):
+    """The ML node looks the model up offline by name (main): the job writes refs/main, last; `check`
+    counts a cache without it as incomplete; a download by commit sha writes no ref."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    sha = "a" * 40
+    snap = hf_job.hub_dir("o/m") / "snapshots" / sha
+    files = {"config.json": 3, "model.safetensors": 5}
+
+    def fetch(repo, name, revision):
+        assert revision == sha and not (hf_job.hub_dir(repo) / "refs" / "main").exists()
+        (snap / name).parent.mkdir(parents=True, exist_ok=True)
+        (snap / name).write_bytes(b"x" * files[name])
+
+    fake = types.ModuleType("huggingface_hub")
+    fake.hf_hub_download = fetch
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: (sha, files))
+    args = argparse.Namespace(repo="o/m", revision="main", state_dir=str(tmp_path / "state"))
+    assert hf_job.download(args) == 0
+    assert (hf_job.hub_dir("o/m") / "refs" / "main").read_text() == sha
+    assert hf_job.compare("o/m", sha, files, "main")["complete"]
+    (hf_job.hub_dir("o/m") / "refs" / "main").unlink()
+    status = hf_job.compare("o/m", sha, files, "main")
+    assert not status["complete"] and status["ref_missing"] and not status["missing"]
+    assert hf_job.compare("o/m", sha, files, sha)["complete"]  # by sha: no ref to write

@@ -68,7 +68,11 @@ def test_node_config_json_matches_gonka_schema(tmp_path):
     nodes = json.loads(node_config_json(cfg))
     assert isinstance(nodes, list) and len(nodes) == 1
     n = nodes[0]
-    assert set(n) == {"id", "host", "inference_port", "poc_port", "max_concurrent", "models"}
+    assert set(n) == {"id", "host", "inference_port", "poc_port", "max_concurrent", "models", "hardware"}
+    assert n["hardware"] == []  # filled from the probed GPUs by configure (upstream InferenceNodeConfig)
+    hw = [{"type": "NVIDIA H100 80GB HBM3 | 79GB", "count": 4}]
+    with_gpus = json.loads(node_config_json(cfg, args=["--tensor-parallel-size", "4"], hardware=hw))[0]
+    assert with_gpus["hardware"] == hw and with_gpus["models"]["moonshotai/Kimi-K2.6"]["args"][-1] == "4"
     assert n["host"] == "inference" and "://" not in n["host"]
     assert isinstance(n["inference_port"], int) and isinstance(n["poc_port"], int)
     assert n["max_concurrent"] == 320

@@ -221,3 +221,54 @@ def test_errors_look_like_docker(sim, join):
     assert sim.docker("--version").stdout.startswith("Docker version 27.")
     assert sim.docker("compose", "version").stdout.startswith("Docker Compose version v2.")
     assert "nvidia" in sim.docker("info", "--format", "{{json .Runtimes}}").stdout
+
+
+def test_prerequisite_faults_answer_as_docker_does(sim, join):
+    """The preflight's sandbox variants: no compose plugin, daemon down, no NVIDIA runtime."""
+    sim.knobs(no_compose_plugin=True)
+    r = sim.docker("compose", "version", "--short", cwd=join)
+    assert r.returncode != 0 and "'compose' is not a docker command" in r.stderr
+    sim.knobs(docker_daemon_down=True)
+    r = sim.docker("version", "--format", "{{.Server.Version}}", cwd=join)
+    assert r.returncode != 0 and "Is the docker daemon running?" in r.stderr
+    assert sim.docker("--version", cwd=join).returncode == 0  # the client alone still answers
+    sim.knobs(no_nvidia_runtime=True)
+    runtimes = json.loads(sim.docker("info", "--format", "{{json .Runtimes}}", cwd=join).stdout)
+    assert "nvidia" not in runtimes and "runc" in runtimes
+    r = sim.sourced(f"{ALL} up -d", join)
+    assert r.returncode != 0 and 'could not select device driver "nvidia"' in r.stderr
+    sim.knobs()
+    assert "nvidia" in json.loads(sim.docker("info", "--format", "{{json .Runtimes}}", cwd=join).stdout)
+
+
+def test_manifest_inspect_gives_layer_sizes_or_the_registry_error(sim, join):
+    r = sim.docker("manifest", "inspect", "-v", "ghcr.io/gonka-ai/mlnode:3.0.13", cwd=join)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["Descriptor"]["platform"] == {"architecture": "amd64", "os": "linux"}
+    assert sum(la["size"] for la in doc["SchemaV2Manifest"]["layers"]) > 10 ** 10
+    multi = json.loads(sim.docker("manifest", "inspect", "-v", "nginx:1.28.0", cwd=join).stdout)
+    assert isinstance(multi, list) and {m["Descriptor"]["platform"]["architecture"] for m in multi} == {"amd64", "arm64"}
+    sim.knobs(registry_unreachable=True, docker_daemon_down=True)  # a client-side call: no daemon needed
+    r = sim.docker("manifest", "inspect", "-v", "ghcr.io/product-science/api:0.2.13", cwd=join)
+    assert r.returncode != 0 and 'Get "https://ghcr.io/v2/"' in r.stderr and "no such host" in r.stderr
+
+
+def test_pull_takes_the_registry_time_keeps_finished_layers_and_names_the_error(sim, join):
+    img = "ghcr.io/product-science/api:0.2.13"
+    r = sim.docker("image", "inspect", img, cwd=join)
+    assert r.returncode == 1 and f"No such image: {img}" in r.stderr
+    # 6 layers of 60 MB at 200 MB/s: 1.8 s; the connection drops after 2 new layers once
+    sim.knobs(image_sizes={img: 360_000_000}, registry_bps=200_000_000, pull_cut_after_layers={"product-science/api": 2})
+    t0 = time.monotonic()
+    r = sim.docker("pull", img, cwd=join)
+    assert r.returncode == 1 and "connection reset by peer" in r.stderr
+    assert r.stdout.count("Pull complete") == 2
+    r = sim.docker("pull", img, cwd=join)  # the retry skips what is there
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Already exists") == 2 and r.stdout.count("Pull complete") == 4
+    assert 1.5 < time.monotonic() - t0 < 6
+    assert sim.docker("image", "inspect", "--format", "{{.Id}}", img, cwd=join).stdout.startswith("sha256:")
+    sim.knobs(pull_fail={"product-science/proxy": "denied"})
+    r = sim.docker("pull", "ghcr.io/product-science/proxy:0.2.13", cwd=join)
+    assert r.returncode == 1 and r.stderr.strip() == "Error response from daemon: denied"

@@ -239,16 +239,34 @@ def test_programs_are_executable_python_scripts():
 def test_repos_build_with_two_releases(tmp_path):
     info = repos.build_repos(tmp_path)
     g = info["gonka"]
-    assert set(g["refs"]) == {"v0.2.11", "v0.2.12", "main"} and g["refs"]["main"] == g["refs"]["v0.2.12"]
-    assert g["refs"]["v0.2.11"] != g["refs"]["v0.2.12"]
+    assert set(g["refs"]) == {"v0.2.12", "v0.2.13", "main"} and g["refs"]["main"] == g["refs"]["v0.2.13"]
+    assert g["refs"]["v0.2.12"] != g["refs"]["v0.2.13"]
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", "--branch", "v0.2.11", str(g["path"]), str(clone)], check=True,
+    subprocess.run(["git", "clone", "-q", "--branch", "v0.2.12", str(g["path"]), str(clone)], check=True,
                    capture_output=True, timeout=30)
-    compose_text = (clone / "deploy/join/docker-compose.yml").read_text()
-    assert ":0.2.11" in compose_text and "versiond" not in compose_text
+    old = (clone / "deploy/join/docker-compose.yml").read_text()
+    # upstream's v0.2.12 -> v0.2.13 diff: image tags, QUERY_GAS_LIMIT for the node, NODE_MANAGER_ADDR
+    assert "api:0.2.12" in old and ":0.2.13" not in old and "versiond:0.2.12" in old
+    assert "QUERY_GAS_LIMIT" not in old and "NODE_MANAGER_ADDR=api:9400" in old
+    assert "QUERY_GAS_LIMIT" not in (clone / "deploy/join/config.env.template").read_text()
+    new = (repos.TEMPLATES / "gonka/deploy/join/docker-compose.yml").read_text()
+    assert "QUERY_GAS_LIMIT=${QUERY_GAS_LIMIT:-10000000}" in new and "api:0.2.13" in new
+    for name in ("docker-compose.mlnode.yml", "nginx.conf", "node-config.json"):  # unchanged between them
+        assert (clone / "deploy/join" / name).read_text() == (repos.TEMPLATES / "gonka/deploy/join" / name).read_text()
     assert (clone / "genesis/genesis.json").is_file()
     again = repos.build_repos(tmp_path / "again")
     assert again["gonka"]["refs"] == g["refs"]  # fixed dates and authors: same ids every time
     tree = repos.provision_dir(tmp_path / "prov")
     assert (tree / "srv/git/gonka.git/HEAD").is_file() and (tree / "srv/git/prometheus.git/HEAD").is_file()
     assert Path(info["prometheus"]["path"]).is_dir()
+
+
+def test_provision_cache_is_rebuilt_when_the_templates_change(tmp_path, monkeypatch):
+    """A cached build made from other templates is stale: provision_dir rebuilds it."""
+    tree = repos.provision_dir(tmp_path)
+    (tmp_path / "provision.fingerprint").write_text("from-older-templates\n")
+    head = tree / "srv/git/gonka.git/packed-refs"
+    head.write_text("")  # a marker of the old build: gone after the rebuild
+    repos.provision_dir(tmp_path)
+    assert "v0.2.13" in head.read_text()
+    assert (tmp_path / "provision.fingerprint").read_text().strip() == repos.fingerprint()

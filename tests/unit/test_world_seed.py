@@ -33,25 +33,43 @@ def call(url: str, method: str = "GET", body=None, timeout: float = 5):
 
 
 def registration(key: str, url: str = "http://10.200.7.2:8000", **extra):
+    """The body `inferenced register-new-participant` posts (upstream sends an empty worker_key)."""
     body = {
         "address": cold_address(key),
         "url": url,
         "validator_key": "dmFsaWRhdG9yLWtleS1leGFtcGxlLTMyLWJ5dGVzLi4=",
         "pub_key": key,
-        "worker_key": "A+3uCLUuKJ0p3GMvf5GVgx4Pw3yPAtN1oC2pnPL7FyHn",
+        "worker_key": "",
     }
     body.update(extra)
     return body
 
 
-def test_post_then_get_participant_uses_real_address(seed):
+def failed(seed, address: str) -> list[str]:
+    """Why the chain refused registrations of `address` (the POSTs themselves all said 200)."""
+    return [f.reason for f in seed.failed_txs if f.address == address]
+
+
+def test_post_registers_a_participant_and_creates_its_account(seed):
     key = pubkey_b64("h2-a")
     status, _, payload = call(f"{seed.url}/v1/participants", "POST", registration(key))
     assert status == 200 and payload is None
     address = cold_address(key)
+    # /v1/participants/<address> is the ACCOUNT (getAccountByAddress): no omitempty, balance 0 shown
     status, _, payload = call(f"{seed.url}/v1/participants/{address}")
-    assert status == 200
-    assert payload["pubkey"] == key and payload["balance"] == 0
+    assert status == 200 and payload == {"pubkey": key, "balance": 0, "denom": "ngonka"}
+    assert call(f"{seed.url}/v2/accounts/{address}")[2] == payload
+    # /v2/participants/<address> is the PARTICIPANT, as encoding/json writes the proto
+    status, _, payload = call(f"{seed.url}/v2/participants/{address}")
+    assert status == 200 and list(payload) == ["participant"]
+    part = payload["participant"]
+    assert part["index"] == part["address"] == address
+    assert part["inference_url"] == "http://10.200.7.2:8000"
+    assert part["status"] == 1 and part["weight"] == -1  # ACTIVE as an integer, new participants -1
+    assert part["join_height"] >= 1_000_000 and part["join_time"] > 1_600_000_000_000  # block height, ms
+    assert part["validator_key"] == registration(key)["validator_key"]
+    assert "worker_public_key" not in part and "inferenceUrl" not in part  # omitempty, snake_case
+    assert part["current_epoch_stats"] == {"invalidLLR": {}, "inactiveLLR": {}}
     assert seed.posts[0]["pub_key"] == key
     assert seed.participants[address].url == "http://10.200.7.2:8000"
     status, _, payload = call(f"{seed.url}/v1/participants")
@@ -69,68 +87,110 @@ def test_chunked_post_body_is_read(seed):
     assert cold_address(key) in seed.participants
 
 
-def test_unregistered_address_is_404_and_bad_address_400(seed):
-    status, _, payload = call(f"{seed.url}/v1/participants/{cold_address(pubkey_b64('nobody'))}")
-    assert status == 404 and "not found" in payload["message"]
-    status, _, _ = call(f"{seed.url}/v1/participants/gonka1notanaddress")
+def test_unknown_address_is_404_and_bad_address_400_with_upstreams_error_bodies(seed):
+    nobody = cold_address(pubkey_b64("nobody"))
+    status, _, payload = call(f"{seed.url}/v1/participants/{nobody}")
+    assert (status, payload) == (404, {"error": "rpc error: code = NotFound desc = account not found: key not found"})
+    status, _, payload = call(f"{seed.url}/v2/participants/{nobody}")
+    assert (status, payload) == (404, {"error": "rpc error: code = NotFound desc = not found: key not found"})
+    status, _, payload = call(f"{seed.url}/v1/participants/gonka1notanaddress")
     assert status == 400
+    assert payload == {"error": "rpc error: code = InvalidArgument desc = invalid address: invalid request"}
+    assert call(f"{seed.url}/v9/nothing")[2] == {"error": "Not Found"}
 
 
-def test_duplicate_registration_says_account_already_exists(seed):
+def test_funded_account_is_not_a_participant(seed):
+    key = pubkey_b64("funded")
+    address = cold_address(key)
+    seed.fund_account(key, balance=5_000_000_000)
+    assert call(f"{seed.url}/v1/participants/{address}")[2] == {"pubkey": key, "balance": 5_000_000_000,
+                                                                 "denom": "ngonka"}
+    assert call(f"{seed.url}/v2/participants/{address}")[0] == 404
+    # the unfunded registration answers 200 (sent async) and fails on chain
+    status, _, payload = call(f"{seed.url}/v1/participants", "POST", registration(key))
+    assert status == 200 and payload is None
+    assert call(f"{seed.url}/v2/participants/{address}")[0] == 404
+    assert failed(seed, address) == ["account already exists"]
+    assert address not in seed.participants and seed.accounts[address].balance == 5_000_000_000
+
+
+def test_funded_account_that_never_signed_has_no_public_key(seed):
+    key = pubkey_b64("never-signed")
+    address = cold_address(key)
+    seed.fund_account(key, balance=1, signed=False)
+    status, _, payload = call(f"{seed.url}/v1/participants/{address}")
+    assert status == 404
+    assert payload == {"error": "rpc error: code = NotFound desc = account has no public key: key not found"}
+    assert call(f"{seed.url}/v1/participants", "POST", registration(key))[0] == 200
+    assert failed(seed, address) == ["account already exists"]
+
+
+def test_duplicate_registration_answers_200_and_changes_nothing(seed):
     body = registration(pubkey_b64("h2-dup"))
     assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
-    status, _, payload = call(f"{seed.url}/v1/participants", "POST", body)
-    assert status == 400 and "account already exists" in payload["message"]
+    again = dict(body, url="http://203.0.113.77:8000")
+    status, _, payload = call(f"{seed.url}/v1/participants", "POST", again)
+    assert status == 200 and payload is None
+    assert failed(seed, body["address"]) == ["account already exists"]
     assert len(seed.posts) == 2 and len(seed.participants) == 1
+    assert seed.participants[body["address"]].url == "http://10.200.7.2:8000"
 
 
-def test_address_is_optional_but_must_match_pub_key(seed):
+def test_address_is_required_and_must_match_pub_key_on_chain(seed):
     key = pubkey_b64("h2-noaddr")
     body = registration(key)
     del body["address"]
-    assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
-    assert cold_address(key) in seed.participants
-    status, _, payload = call(
-        f"{seed.url}/v1/participants", "POST", registration(pubkey_b64("other"), address=cold_address(key))
-    )
-    assert status == 400 and "does not match" in payload["message"]
+    status, _, payload = call(f"{seed.url}/v1/participants", "POST", body)
+    assert (status, payload) == (400, {"error": "Address and PubKey are required"})
+    other = registration(pubkey_b64("other"), address=cold_address(key))
+    assert call(f"{seed.url}/v1/participants", "POST", other)[0] == 200
+    assert failed(seed, cold_address(key)) == ["public key does not match address"]
+    assert not seed.participants
 
 
 @pytest.mark.parametrize(
-    ("body", "fragment"),
+    ("body", "status", "fragment"),
     [
-        (b"{not json", "Invalid request body"),
-        ({"url": "http://x:8000"}, "required"),
-        ({"url": "http://x:8000", "pub_key": "AAAA"}, "33 bytes"),
+        (b"{not json", 400, "Syntax error"),
+        ([1, 2], 400, "Unmarshal type error"),
+        ({"url": "http://x:8000"}, 400, "Address and PubKey are required"),
+        ({"url": 5, "address": "a", "pub_key": "b"}, 400, "Unmarshal type error"),
     ],
 )
-def test_malformed_registrations_are_400(seed, body, fragment):
-    status, _, payload = call(f"{seed.url}/v1/participants", "POST", body)
-    assert status == 400 and fragment in payload["message"]
+def test_bodies_that_do_not_bind_are_400(seed, body, status, fragment):
+    got, _, payload = call(f"{seed.url}/v1/participants", "POST", body)
+    assert got == status and fragment in json.dumps(payload) and set(payload) == {"error"}
     assert not seed.participants
 
 
-def test_registration_closed_and_forced_status(seed):
+def test_invalid_keys_pass_the_api_and_fail_on_chain(seed):
+    bad_pub = registration(pubkey_b64("k"), pub_key="AAAA")
+    bad_worker = registration(pubkey_b64("w"), worker_key=pubkey_b64("w"))  # secp256k1: upstream wants ED25519
+    for body in (bad_pub, bad_worker):
+        assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
+    assert "invalid pub key" in failed(seed, bad_pub["address"])[0]
+    assert "invalid worker key" in failed(seed, bad_worker["address"])[0]
+    assert not seed.participants
+
+
+def test_registration_closed_fails_on_chain_and_forced_status_answers_it(seed):
     seed.configure(registration_closed=True)
-    status, _, payload = call(f"{seed.url}/v1/participants", "POST", registration(pubkey_b64("c")))
-    assert status == 400 and payload["message"] == "registration is closed"
+    body = registration(pubkey_b64("c"))
+    assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
+    assert failed(seed, body["address"]) == ["registration is closed"]
     seed.configure(registration_closed=False, post_status=502, post_message="bad gateway")
     status, _, payload = call(f"{seed.url}/v1/participants", "POST", registration(pubkey_b64("c")))
-    assert status == 502 and payload["message"] == "bad gateway"
+    assert (status, payload) == (502, {"error": "bad gateway"})
     assert not seed.participants
 
 
-def test_private_urls_rejected_only_with_knob(seed):
+def test_private_urls_fail_on_chain_only_with_knob(seed):
     key = pubkey_b64("priv")
     seed.configure(reject_private_urls=True)
-    status, _, payload = call(
-        f"{seed.url}/v1/participants", "POST", registration(key, url="http://10.1.2.3:8000")
-    )
-    assert status == 400 and "private" in payload["message"]
-    assert (
-        call(f"{seed.url}/v1/participants", "POST", registration(key, url="http://203.0.113.5:8000"))[0]
-        == 200
-    )
+    assert call(f"{seed.url}/v1/participants", "POST", registration(key, url="http://10.1.2.3:8000"))[0] == 200
+    assert "private" in failed(seed, cold_address(key))[0] and not seed.participants
+    assert call(f"{seed.url}/v1/participants", "POST", registration(key, url="http://203.0.113.5:8000"))[0] == 200
+    assert seed.participants[cold_address(key)].url == "http://203.0.113.5:8000"
 
 
 @pytest.mark.parametrize(
@@ -155,8 +215,10 @@ def test_registration_visible_after_delay(seed):
     seed.configure(registration_visible_after=0.4)
     key = pubkey_b64("slow")
     assert call(f"{seed.url}/v1/participants", "POST", registration(key))[0] == 200
-    assert call(f"{seed.url}/v1/participants/{cold_address(key)}")[0] == 404
+    assert call(f"{seed.url}/v2/participants/{cold_address(key)}")[0] == 404
+    assert call(f"{seed.url}/v1/participants/{cold_address(key)}")[0] == 404  # made by the same message
     time.sleep(0.5)
+    assert call(f"{seed.url}/v2/participants/{cold_address(key)}")[0] == 200
     assert call(f"{seed.url}/v1/participants/{cold_address(key)}")[0] == 200
 
 
@@ -164,26 +226,28 @@ def test_hidden_registration_never_shows_but_blocks_duplicates(seed):
     seed.configure(hide_registrations=True)
     body = registration(pubkey_b64("ghost"))
     assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
-    assert call(f"{seed.url}/v1/participants/{body['address']}")[0] == 404
+    assert call(f"{seed.url}/v2/participants/{body['address']}")[0] == 404
     assert call(f"{seed.url}/v1/participants")[2]["participants"] == []
-    assert "already exists" in call(f"{seed.url}/v1/participants", "POST", body)[2]["message"]
+    assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
+    assert failed(seed, body["address"]) == ["account already exists"]
 
 
 def test_lost_registration_can_be_retried(seed):
     seed.configure(lose_registrations=True)
     body = registration(pubkey_b64("lost"))
     assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
-    assert call(f"{seed.url}/v1/participants/{body['address']}")[0] == 404
+    assert call(f"{seed.url}/v2/participants/{body['address']}")[0] == 404
     seed.configure(lose_registrations=False)
     assert call(f"{seed.url}/v1/participants", "POST", body)[0] == 200
-    assert call(f"{seed.url}/v1/participants/{body['address']}")[0] == 200
+    assert call(f"{seed.url}/v2/participants/{body['address']}")[0] == 200
 
 
-def test_register_helper_preloads_a_participant(seed):
-    p = seed.register(pubkey_b64("pre"))
+def test_register_helper_preloads_a_participant_and_its_account(seed):
+    p = seed.register(pubkey_b64("pre"), url="http://203.0.113.9:8000")
+    assert call(f"{seed.url}/v2/participants/{p.address}")[2]["participant"]["inference_url"] == p.url
     assert call(f"{seed.url}/v1/participants/{p.address}")[0] == 200
-    status, _, payload = call(f"{seed.url}/v1/participants", "POST", registration(pubkey_b64("pre")))
-    assert status == 400 and "already exists" in payload["message"]
+    assert call(f"{seed.url}/v1/participants", "POST", registration(pubkey_b64("pre")))[0] == 200
+    assert failed(seed, p.address) == ["account already exists"]
 
 
 def test_governance_models_default_and_configurable(seed):

@@ -1,0 +1,171 @@
+"""Simulated ``apt-get`` (update, install, purge) with the locks apt really takes.
+
+A sandbox host has no mirror to download from, so a package's files are kept in a pool: `purge`
+moves them there (how a test makes a host that lacks pipx), `install` moves them back. The locks
+are apt's own files and lock type (POSIX ``fcntl`` write locks, which is what apt's ``GetLock``
+takes), so a process holding one (a stand-in for unattended-upgrades) blocks the simulated
+apt-get exactly as it blocks the real one:
+
+- ``install``/``purge`` take ``/var/lib/dpkg/lock-frontend``, waiting ``DPkg::Lock::Timeout``
+  seconds (apt >= 1.9.11) while printing ``Waiting for cache lock: ...``; without a timeout they
+  fail at once (exit 100) with apt's messages.
+- ``update`` takes ``/var/lib/apt/lists/lock`` and never waits, whatever the timeout says.
+
+Knob ``apt_install_s`` (default 0.3): seconds one install takes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import struct
+import sys
+import time
+
+from . import simenv
+
+FRONTEND = "/var/lib/dpkg/lock-frontend"
+DPKG = "/var/lib/dpkg/lock"
+LISTS = "/var/lib/apt/lists/lock"
+POOL = "/var/lib/gonka-sim/apt-pool"
+
+# package -> (version, the files it owns on a host)
+PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "pipx": ("1.1.0-1", ("/usr/bin/pipx",)),
+    "sudo": ("1.9.13p3-1+deb12u1", ("/usr/bin/sudo",)),
+    "curl": ("7.88.1-10+deb12u8", ("/usr/bin/curl",)),
+}
+BE_AWARE = "N: Be aware that removing the lock file is not a solution and may break your system."
+
+
+class AptError(Exception):
+    def __init__(self, lines: list[str], code: int = 100):
+        super().__init__("\n".join(lines))
+        self.lines, self.code = lines, code
+
+
+def holder(fd: int) -> tuple[int, str] | None:
+    """(pid, command name) of the process holding a write lock on fd's file, or None."""
+    flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    got = fcntl.fcntl(fd, fcntl.F_GETLK, flock)
+    ltype, _w, _s, _l, pid = struct.unpack("hhqqi4x", got)
+    if ltype == fcntl.F_UNLCK:
+        return None
+    try:
+        name = open(f"/proc/{pid}/comm").read().strip()  # noqa: SIM115 - /proc is the real one, whatever the root
+    except OSError:
+        name = "?"
+    return pid, name
+
+
+def take(path: str, timeout: float, what: str) -> int:
+    """Lock `path` as apt does; wait up to `timeout` seconds; AptError when it stays held."""
+    real = simenv.host_path(path)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(real, os.O_RDWR | os.O_CREAT, 0o640)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            who = holder(fd)
+            held = f"Could not get lock {path}. It is held by process {who[0]} ({who[1]})" if who else \
+                f"Could not get lock {path}"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.close(fd)
+                raise AptError([f"E: {held}", BE_AWARE, f"E: {what}"]) from None
+            print(f"Waiting for cache lock: {held}... {int(timeout - left)}s", file=sys.stderr, flush=True)
+            time.sleep(min(1.0, left))
+
+
+def parse(argv: list[str]) -> tuple[dict[str, str], set[str], list[str]]:
+    opts: dict[str, str] = {}
+    flags: set[str] = set()
+    words: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a == "-o":
+            k, _, v = next(it, "").partition("=")
+            opts[k.lower()] = v
+        elif a.startswith("-o") and "=" in a:
+            k, _, v = a[2:].partition("=")
+            opts[k.lower()] = v
+        elif a.startswith("-"):
+            flags.add(a)
+        else:
+            words.append(a)
+    return opts, flags, words
+
+
+def lock_timeout(opts: dict[str, str]) -> float:
+    try:
+        return max(0.0, float(opts.get("dpkg::lock::timeout", "0")))
+    except ValueError:
+        return 0.0
+
+
+def update(opts, flags) -> int:
+    fd = take(LISTS, 0, "Unable to lock directory /var/lib/apt/lists/")  # update never waits
+    try:
+        time.sleep(0.05)
+        if not {"-qq", "-q"} & flags:
+            print("Hit:1 http://deb.debian.org/debian bookworm InRelease\nReading package lists...")
+        return 0
+    finally:
+        os.close(fd)
+
+
+def pool_of(name: str, path: str):
+    return simenv.host_path(POOL) / name / path.lstrip("/")
+
+
+def install(opts, flags, names: list[str], remove: bool = False) -> int:
+    unknown = [n for n in names if n not in PACKAGES]
+    if unknown and not remove:
+        raise AptError([f"E: Unable to locate package {unknown[0]}"])
+    fd = take(FRONTEND, lock_timeout(opts),
+              "Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?")
+    try:
+        fd2 = take(DPKG, lock_timeout(opts), "Unable to lock the administration directory (/var/lib/dpkg/), "
+                                              "is another process using it?")
+        try:
+            for n in names:
+                version, files = PACKAGES.get(n, ("", ()))
+                for f in files:
+                    src, dst = (simenv.host_path(f), pool_of(n, f)) if remove else (pool_of(n, f), simenv.host_path(f))
+                    if src.exists():
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.move(str(src), str(dst))
+                if not remove:
+                    time.sleep(float(simenv.knob("apt_install_s", 0.3)))
+                if "-qq" not in flags:
+                    print(f"{'Removing' if remove else 'Setting up'} {n} ({version}) ...")
+            return 0
+        finally:
+            os.close(fd2)
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    simenv.log_call("apt-get", argv)
+    opts, flags, words = parse(argv)
+    if not words:
+        print("apt 2.6.1 (amd64)\nUsage: apt-get [options] command", file=sys.stderr)
+        return 1
+    cmd, names = words[0], words[1:]
+    try:
+        if cmd == "update":
+            return update(opts, flags)
+        if cmd == "install":
+            return install(opts, flags, names)
+        if cmd in ("purge", "remove"):
+            return install(opts, flags, names, remove=True)
+        raise AptError([f"E: Invalid operation {cmd}"])
+    except AptError as e:
+        print("\n".join(e.lines), file=sys.stderr)
+        return e.code
