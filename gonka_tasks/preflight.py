@@ -65,12 +65,17 @@ def _q(s: str) -> str:
 def _reach(url: str) -> str:
     """GET one URL: its body, then its HTTP status on the last line (000 when it cannot connect).
     curl, or python3 where curl is missing."""
-    py = ("import sys,urllib.request as u,urllib.error as e\n"
-          f"try: r=u.urlopen(sys.argv[1],timeout={PROBE_TIMEOUT_S}); print(r.read(1<<20).decode('utf-8','replace')); print(r.status)\n"
-          "except e.HTTPError as x: print(); print(x.code)\n"
-          "except Exception: print(); print('000')")
-    return (f"if command -v curl >/dev/null; then curl -s -m {PROBE_TIMEOUT_S} -w '\\n%{{http_code}}' "
-            f"{_q(url)}; else python3 -c {_q(py)} {_q(url)}; fi")
+    # a 5xx is retried twice (a seed busy for a moment is not a missing prerequisite)
+    py = ("import sys,time,urllib.request as u,urllib.error as e\n"
+          "for i in range(3):\n"
+          f" try: r=u.urlopen(sys.argv[1],timeout={PROBE_TIMEOUT_S}); print(r.read(1<<20).decode('utf-8','replace')); "
+          "print(r.status); break\n"
+          " except e.HTTPError as x:\n"
+          "  if x.code < 500 or i == 2: print(); print(x.code); break\n"
+          "  time.sleep(1)\n"
+          " except Exception: print(); print('000'); break")
+    return (f"if command -v curl >/dev/null; then curl -s -m {PROBE_TIMEOUT_S} --retry 2 --retry-delay 1 "
+            f"-w '\\n%{{http_code}}' {_q(url)}; else python3 -c {_q(py)} {_q(url)}; fi")
 
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.mlnode.yml")
@@ -413,7 +418,10 @@ def evaluate(res: dict, needs: Needs) -> list[Check]:
         add(Check(f"reach {name}", "PASS" if good else "FAIL", "reachable" if good else why, "" if good else fix))
     if "registry" in res:
         bad = {i: s for i, s in sizes.items() if not isinstance(s, int)}
-        if not sizes:
+        if bad and dv is None and all(re.search(r"not found|No such file", str(e)) for e in bad.values()):
+            # no docker CLI to ask with: the Docker check says so
+            add(Check("reach image registry", "WARN", "not asked: there is no docker CLI yet", ""))
+        elif not sizes:
             add(Check("reach image registry", "WARN", "no image list: the compose files at GONKA_REF were not read",
                       "check GONKA_REPO and GONKA_REF"))
         elif bad:

@@ -43,6 +43,10 @@ COMMON_HELP = {
 }
 
 
+INSTALL_HELP = ("when the preflight finds Docker Engine, its Compose plugin or the NVIDIA container toolkit "
+                "missing (and nothing else), install them with apt from the vendors' repositories first")
+
+
 def node_task(**extra_help: str):
     """@task for node tasks: --node repeatable, help for the common flags the function has."""
     def wrap(fn):
@@ -190,14 +194,16 @@ def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_ke
     update_repo="move the gonka checkout to GONKA_REF when it is on another ref",
     parallel="deploy this many nodes at the same time",
     no_pipeline="download the model before phase 3 instead of alongside phases 3-5 (as the seed does)",
+    install_prereqs=INSTALL_HELP,
 )
 def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
-           update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False):
+           update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False,
+           install_prereqs=False):
     """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
     run_task(c, node, nodes, phases.deploy, checks=only not in ("verify", "7"), opts={
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
         "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
-        "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic})
+        "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic, "install_prereqs": install_prereqs})
 
 
 def _phase(c, name: str, node, nodes, **opts) -> None:
@@ -205,11 +211,13 @@ def _phase(c, name: str, node, nodes, **opts) -> None:
 
 
 @node_task(
-    wipe_disk="allow formatting a DATA_DISK that is not blank (asks you to type the device name)")
-def prepare_server(c, node=None, nodes=None, yes=False, plan=False, wipe_disk=False, accept_new_host_key=False):
+    wipe_disk="allow formatting a DATA_DISK that is not blank (asks you to type the device name)",
+    install_prereqs=INSTALL_HELP)
+def prepare_server(c, node=None, nodes=None, yes=False, plan=False, wipe_disk=False, accept_new_host_key=False,
+                   install_prereqs=False):
     """Phase 1: add admin SSH keys, format (only if blank) and mount the data disk, start Prometheus."""
     _phase(c, "prepare-server", node, nodes, yes=yes, plan=plan, wipe_disk=wipe_disk,
-           accept_new_host_key=accept_new_host_key)
+           accept_new_host_key=accept_new_host_key, install_prereqs=install_prereqs)
 
 
 @node_task(

@@ -370,6 +370,10 @@ def provision(count: int) -> None:
         os.rmdir(stage)
     if os.path.isdir(PROVISION_STAGE):
         os.rmdir(PROVISION_STAGE)
+    # dockerd "started at boot": it read daemon.json as it is now (a later edit needs a restart)
+    if os.path.isfile("/etc/docker/daemon.json"):
+        os.makedirs("/var/lib/gonka-sim", exist_ok=True)
+        shutil.copyfile("/etc/docker/daemon.json", "/var/lib/gonka-sim/dockerd.json")
 
 
 def drop_capabilities() -> None:

@@ -11,13 +11,17 @@ apt-get exactly as it blocks the real one:
   fail at once (exit 100) with apt's messages.
 - ``update`` takes ``/var/lib/apt/lists/lock`` and never waits, whatever the timeout says.
 
-Knob ``apt_install_s`` (default 0.3): seconds one install takes.
+Packages: the distribution's own (pipx, sudo, curl, ...) and, once `update` has read their
+sources.list lines (with a `signed-by` keyring that exists), the vendors' (Docker's apt
+repository, NVIDIA's container toolkit repository). Knob ``apt_install_s`` (default 0.3):
+seconds one install takes.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import struct
 import sys
@@ -30,12 +34,65 @@ DPKG = "/var/lib/dpkg/lock"
 LISTS = "/var/lib/apt/lists/lock"
 POOL = "/var/lib/gonka-sim/apt-pool"
 
-# package -> (version, the files it owns on a host)
+# package -> (version, the files it owns on a host); the distribution's own archive
 PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "pipx": ("1.1.0-1", ("/usr/bin/pipx",)),
     "sudo": ("1.9.13p3-1+deb12u1", ("/usr/bin/sudo",)),
     "curl": ("7.88.1-10+deb12u8", ("/usr/bin/curl",)),
+    "ca-certificates": ("20230311", ()),
+    "gnupg": ("2.2.40-1.1", ()),
 }
+# vendor repositories: the host name their sources.list line names -> their packages. Known to
+# apt only after `update` read a line for them whose signed-by keyring exists (docs.docker.com
+# "Install using the apt repository"; NVIDIA Container Toolkit install guide, "With apt")
+VENDOR = {
+    "download.docker.com": {
+        "docker-ce": ("5:27.3.1-1~ubuntu.22.04~jammy", ("/usr/local/bin/docker",)),
+        "docker-ce-cli": ("5:27.3.1-1~ubuntu.22.04~jammy", ()),
+        "containerd.io": ("1.7.22-1", ()),
+        "docker-buildx-plugin": ("0.17.1-1~ubuntu.22.04~jammy", ()),
+        "docker-compose-plugin": ("2.29.7-1~ubuntu.22.04~jammy", ("/usr/libexec/docker/cli-plugins/docker-compose",)),
+    },
+    "nvidia.github.io": {
+        "nvidia-container-toolkit": ("1.17.0-1", ("/usr/local/bin/nvidia-ctk",)),
+        "nvidia-container-toolkit-base": ("1.17.0-1", ()),
+    },
+}
+INDEX = "/var/lib/apt/lists/gonka-sim-index.json"
+
+
+def catalog() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every package apt knows now: the archive's and those of the vendor lists the last update read."""
+    known = dict(PACKAGES)
+    for host in simenv.read_json(simenv.host_path(INDEX), []) or []:
+        known.update(VENDOR.get(host, {}))
+    return known
+
+
+def vendor_sources() -> tuple[list[str], list[str]]:
+    """(vendor hosts usable, apt's complaints) from /etc/apt/sources.list.d/*.list: a line needs a
+    signed-by keyring that exists and holds an OpenPGP key (binary or armored)."""
+    usable, errors = [], []
+    d = simenv.host_path("/etc/apt/sources.list.d")
+    for f in sorted(d.glob("*.list")) if d.is_dir() else []:
+        for line in f.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if not line.startswith("deb "):
+                continue
+            host = next((h for h in VENDOR if f"://{h}/" in line), None)
+            if host is None:
+                continue
+            m = re.search(r"signed-by=([^\]\s]+)", line)
+            key = simenv.host_path(m.group(1)) if m else None
+            data = key.read_bytes() if key is not None and key.is_file() else b""
+            if not data.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----") and not (data[:1] and data[0] & 0x80):
+                url = line.split("]", 1)[-1].split()[0] if "]" in line else line.split()[1]
+                errors += [f"W: GPG error: {url} InRelease: The following signatures couldn't be verified because "
+                           "the public key is not available: NO_PUBKEY 8D81803C0EBFCD88",
+                           f"E: The repository '{url}' is not signed."]
+                continue
+            usable.append(host)
+    return sorted(set(usable)), errors
 BE_AWARE = "N: Be aware that removing the lock file is not a solution and may break your system."
 
 
@@ -111,8 +168,12 @@ def update(opts, flags) -> int:
     fd = take(LISTS, 0, "Unable to lock directory /var/lib/apt/lists/")  # update never waits
     try:
         time.sleep(0.05)
+        usable, errors = vendor_sources()
+        simenv.write_json(simenv.host_path(INDEX), usable)
         if not {"-qq", "-q"} & flags:
             print("Hit:1 http://deb.debian.org/debian bookworm InRelease\nReading package lists...")
+        if errors:
+            raise AptError(errors)
         return 0
     finally:
         os.close(fd)
@@ -123,8 +184,11 @@ def pool_of(name: str, path: str):
 
 
 def install(opts, flags, names: list[str], remove: bool = False) -> int:
-    unknown = [n for n in names if n not in PACKAGES]
-    if unknown and not remove:
+    known = catalog()
+    unknown = [n for n in names if n not in known and not any(n in v for v in VENDOR.values())]
+    if not remove:
+        unknown = [n for n in names if n not in known]
+    if unknown:
         raise AptError([f"E: Unable to locate package {unknown[0]}"])
     fd = take(FRONTEND, lock_timeout(opts),
               "Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?")
@@ -132,8 +196,9 @@ def install(opts, flags, names: list[str], remove: bool = False) -> int:
         fd2 = take(DPKG, lock_timeout(opts), "Unable to lock the administration directory (/var/lib/dpkg/), "
                                               "is another process using it?")
         try:
+            every = {**PACKAGES, **{k: v for pkgs in VENDOR.values() for k, v in pkgs.items()}}
             for n in names:
-                version, files = PACKAGES.get(n, ("", ()))
+                version, files = every.get(n, ("", ()))
                 for f in files:
                     src, dst = (simenv.host_path(f), pool_of(n, f)) if remove else (pool_of(n, f), simenv.host_path(f))
                     if src.exists():

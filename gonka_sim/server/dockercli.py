@@ -252,7 +252,7 @@ def docker_info(args: list[str]) -> int:
            "DefaultRuntime": "runc",
            "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"},
                         "runc": {"path": "runc"}}}
-    if simenv.knob("no_nvidia_runtime"):
+    if "nvidia" not in daemon_runtimes():
         del doc["Runtimes"]["nvidia"]
     if o.get("--format"):
         print(gotemplate.render(o["--format"], doc))
@@ -322,6 +322,19 @@ def docker_images(args: list[str]) -> int:
 
 
 DAEMON_DOWN = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+# where the CLI finds the Compose v2 plugin (docker-compose-plugin installs it there)
+COMPOSE_PLUGIN = "usr/libexec/docker/cli-plugins/docker-compose"
+
+
+def compose_plugin_present() -> bool:
+    """The plugin file exists (in the host's root, or the sim tree these programs run from)."""
+    tree = simenv.LIB_DIR.parents[3]  # <root>/usr/local/lib/gonka-sim -> <root>
+    return (tree / COMPOSE_PLUGIN).is_file() and not simenv.knob("no_compose_plugin")
+
+
+def daemon_runtimes() -> dict:
+    """The runtimes dockerd registered from /etc/docker/daemon.json at its last start."""
+    return engine.daemon_config().get("runtimes") or {}
 
 
 def docker_manifest(args: list[str]) -> int:
@@ -362,7 +375,7 @@ def dispatch(argv: list[str]) -> int:
         print("Usage:  docker [OPTIONS] COMMAND\n\nA self-sufficient runtime for containers")
         return 0
     cmd, args = rest[0], rest[1:]
-    if cmd == "compose" and simenv.knob("no_compose_plugin"):
+    if cmd == "compose" and not compose_plugin_present():
         raise DockerError("docker: 'compose' is not a docker command.\nSee 'docker --help'")
     if simenv.knob("docker_daemon_down") and cmd not in ("compose", "manifest"):
         if cmd == "version" and not args:
@@ -408,3 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def compose_plugin_main(argv: list[str] | None = None) -> int:
+    """The plugin binary run directly: `docker-compose compose ...` (how the CLI calls plugins)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["docker-cli-plugin-metadata"]:
+        print(json.dumps({"SchemaVersion": "0.1.0", "Vendor": "Docker Inc.", "Version": f"v{COMPOSE_VERSION}",
+                          "ShortDescription": "Docker Compose"}))
+        return 0
+    return main(argv if argv[:1] == ["compose"] else ["compose", *argv])

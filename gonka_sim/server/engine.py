@@ -302,9 +302,29 @@ def port_conflict(st: dict) -> str | None:
     return None
 
 
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+def daemon_config() -> dict:
+    """dockerd's configuration as it read it when it last started (`systemctl restart docker`
+    re-reads it; before any restart, the file as it is). Knob ``no_nvidia_runtime`` hides nvidia."""
+    conf = simenv.read_json(simenv.state_dir() / "dockerd.json")
+    if conf is None:
+        conf = simenv.read_json(simenv.host_path(DAEMON_JSON), {}) or {}
+    if simenv.knob("no_nvidia_runtime"):
+        conf = {**conf, "runtimes": {k: v for k, v in (conf.get("runtimes") or {}).items() if k != "nvidia"}}
+    return conf if isinstance(conf, dict) else {}
+
+
+def restart_daemon() -> None:
+    """dockerd (re)started: it reads daemon.json now."""
+    simenv.write_json(simenv.state_dir() / "dockerd.json",
+                      simenv.read_json(simenv.host_path(DAEMON_JSON), {}) or {})
+
+
 def start(st: dict, fresh_log: bool = False) -> str | None:
     """Start the container's process; returns docker's error text on failure (state saved)."""
-    if st.get("gpu") and simenv.knob("no_nvidia_runtime"):
+    if st.get("gpu") and "nvidia" not in (daemon_config().get("runtimes") or {}):
         # what dockerd answers for a GPU device request when the NVIDIA container toolkit is missing
         save(st)
         return 'could not select device driver "nvidia" with capabilities: [[gpu]]'

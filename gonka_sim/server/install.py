@@ -41,6 +41,9 @@ PROGRAMS = {
     "usr/local/bin/systemctl": ("tools", "systemctl_main", "systemctl without systemd: docker units answer"),
     "usr/local/bin/udevadm": ("tools", "udevadm_main", "udevadm without udev: settle and trigger succeed"),
     "usr/local/bin/apt-get": ("aptsim", "main", "apt-get over a local package pool, with apt's own locks"),
+    "usr/local/bin/nvidia-ctk": ("tools", "nvidia_ctk_main", "nvidia-ctk runtime configure (NVIDIA container toolkit)"),
+    "usr/libexec/docker/cli-plugins/docker-compose": ("dockercli", "compose_plugin_main",
+                                                       "the Compose v2 plugin (docker compose ...)"),
     f"{LIB}/container-init": ("runtime", "main", "main process of a simulated container"),
     f"{LIB}/bin-chain/inferenced": ("inferenced", "main", "the Gonka chain CLI, inside node/api containers"),
     f"{LIB}/bin-gpu/nvidia-smi": ("tools", "nvidia_smi_main", "nvidia-smi inside a GPU container"),
@@ -68,7 +71,7 @@ def launcher(path: str, module: str, func: str, what: str, python: str, site: li
     """A program of the host: imports gonkasim from <LIB> (found relative to itself) and runs `func`."""
     up = len(Path(path).parent.relative_to(LIB).parts) if path.startswith(LIB) else None
     lib = ("Path(__file__).resolve().parent" + ".parent" * up) if up is not None else \
-        'Path(__file__).resolve().parent.parent / "lib" / "gonka-sim"'
+        f'Path(__file__).resolve().parents[{len(Path(path).parts) - 1}] / {LIB!r}'
     return (f"#!{python}\n\"\"\"gonka-sim: {what}.\"\"\"\nimport os\nimport sys\nfrom pathlib import Path\n\n"
             f"LIB = {lib}\n"
             "# the project's libraries: bound into the host at LIB/site, else (on the runner) where they are\n"
@@ -112,6 +115,11 @@ def build(dest: Path) -> Path:
     (dest / LIB / "site.path").write_text(site[0] + "\n")
     (dest / "etc").mkdir(exist_ok=True)
     (dest / "etc" / "hosts.sandbox").write_text(hosts_sandbox())
+    # a server with the NVIDIA container toolkit configured, as `nvidia-ctk runtime configure` leaves it
+    (dest / "etc" / "docker").mkdir(exist_ok=True)
+    (dest / "etc" / "docker" / "daemon.json").write_text(
+        '{\n    "runtimes": {\n        "nvidia": {\n            "args": [],\n            "path": "nvidia-container-runtime"\n'
+        '        }\n    }\n}\n')
     return dest
 
 

@@ -28,6 +28,11 @@ def systemctl_main(argv: list[str] | None = None) -> int:
     quiet = any(a in ("-q", "--quiet") for a in argv)
     words = [a for a in argv if not a.startswith("-")]
     verb, units = (words[0], words[1:]) if words else ("list-units", [])
+    if verb in ("start", "restart", "reload-or-restart", "try-restart") and any(
+            u.split(".")[0] == "docker" for u in units) or ("--now" in argv and "docker" in units):
+        from . import engine  # noqa: PLC0415
+
+        engine.restart_daemon()
     if verb == "daemon-reload" or (units and all(u in DOCKER_UNITS for u in units)):
         if verb == "is-active":
             if not quiet:
@@ -43,6 +48,28 @@ def systemctl_main(argv: list[str] | None = None) -> int:
         return 0
     print(NO_SYSTEMD, file=sys.stderr)
     return 1
+
+
+def nvidia_ctk_main(argv: list[str] | None = None) -> int:
+    """`nvidia-ctk runtime configure --runtime=docker [--config=FILE]`: registers the nvidia runtime
+    in daemon.json (kept otherwise as it was); dockerd reads it at its next start."""
+    import json  # noqa: PLC0415
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    simenv.log_call("nvidia-ctk", argv)
+    words = [a for a in argv if not a.startswith("-")]
+    opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    if words[:2] != ["runtime", "configure"] or opts.get("runtime", "docker") != "docker":
+        print("NVIDIA Container Toolkit CLI (simulated): only `runtime configure --runtime=docker`", file=sys.stderr)
+        return 1
+    path = simenv.host_path(opts.get("config", "/etc/docker/daemon.json"))
+    conf = simenv.read_json(path, {}) or {}
+    conf.setdefault("runtimes", {})["nvidia"] = {"args": [], "path": "nvidia-container-runtime"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(conf, indent=4) + "\n")
+    print(f'INFO[0000] Wrote updated config to {opts.get("config", "/etc/docker/daemon.json")}')
+    print("INFO[0000] It is recommended that docker daemon be restarted.")
+    return 0
 
 
 def udevadm_main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@ task changes anything (`validate` shows it too). Verdicts come from the pure `pr
 
 from __future__ import annotations
 
-from .. import preflight
+import shlex
+
+from .. import installer, preflight
 from ..errors import DeployError
 from . import recipe
 
@@ -37,16 +39,44 @@ def server_checks(run) -> list[preflight.Check]:
     else:
         res = run.remote.probe_many(preflight.probes(cfg), what=what)
     checks = preflight.evaluate(res, needs)
+    for _ in range(2):  # Docker first can reveal the runtime check, which needs the toolkit
+        failed = [c for c in checks if c.result == "FAIL"]
+        fixable = {installer.INSTALLABLE[c.name] for c in failed if c.name in installer.INSTALLABLE}
+        # only when apt fixes every FAIL: a server that fails for another reason stays untouched
+        if not (run.opt("install_prereqs") and fixable and all(c.name in installer.INSTALLABLE for c in failed)):
+            break
+        show(run, checks)
+        install(run, fixable)
+        if run.plan:
+            break
+        res = run.remote.probe_many(preflight.probes(cfg), what=f"{what} (after installing)")
+        checks = preflight.evaluate(res, needs)
+    show(run, checks)
+    failed = [c for c in checks if c.result == "FAIL"]
+    if failed:
+        more = (" (or rerun with --install-prereqs)" if any(c.name in installer.INSTALLABLE for c in failed)
+                and not run.opt("install_prereqs") else "")
+        raise DeployError(f"preflight: {len(failed)} prerequisite(s) missing, nothing was changed: "
+                          + "; ".join(f"{c.name} ({c.detail})" for c in failed),
+                          " | ".join(f"{c.name}: {c.fix}" for c in failed) + more)
+    run.preflight_done = True
+    return checks
+
+
+def install(run, what: set[str]) -> None:
+    """--install-prereqs: Docker Engine, the Compose plugin, the NVIDIA container toolkit (apt)."""
+    names = ", ".join(sorted(what))
+    if run.plan:
+        run.log.info(f"PLAN would install with apt: {names}")
+        return
+    run.remote.run(f"bash -c {shlex.quote(installer.install_script(what))}", what=f"install {names} (apt)",
+                   timeout=3600, hint="see the apt output above; the vendors' repositories must be reachable")
+
+
+def show(run, checks: list[preflight.Check]) -> None:
     for c in checks:
         run.log.event(LEVELS[c.result], f"preflight {c.result:4} {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix and
                       c.result != "PASS" else ""), console=not run.log.rich)
-    run.log.table(f"preflight of {cfg.key_name} ({cfg.server_ip})", ("result", "check", "detail"),
+    run.log.table(f"preflight of {run.cfg.key_name} ({run.cfg.server_ip})", ("result", "check", "detail"),
                   [(c.result, c.name, c.detail + (f"; fix: {c.fix}" if c.fix and c.result != "PASS" else ""))
                    for c in checks])
-    failed = [c for c in checks if c.result == "FAIL"]
-    if failed:
-        raise DeployError(f"preflight: {len(failed)} prerequisite(s) missing, nothing was changed: "
-                          + "; ".join(f"{c.name} ({c.detail})" for c in failed),
-                          " | ".join(f"{c.name}: {c.fix}" for c in failed))
-    run.preflight_done = True
-    return checks

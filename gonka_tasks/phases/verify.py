@@ -132,8 +132,8 @@ def server_url(run, port: int | str, path: str) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
 
 
-def check_http(run, path: str, name: str) -> Check:
-    url = server_url(run, run.cfg.api_port, path)
+def check_http(run, path: str, name: str, url: str = "") -> Check:
+    url = url or server_url(run, run.cfg.api_port, path)
     try:
         r = request(url, attempts=2, timeout=5, what=name)
     except HttpError as e:
@@ -397,6 +397,10 @@ def run_checks(run) -> list[Check]:
         checks.append(answer(lambda: check_published_rpc(run, port), "node"))
     checks.append(answer(lambda: check_http(run, "/", "dashboard"), "proxy"))
     checks.append(answer(lambda: check_http(run, "/health", "proxy health"), "proxy"))
+    # what the network uses: behind NAT or a port forward it is not SERVER_IP:API_PORT
+    public = cfg["PUBLIC_URL"].rstrip("/") + "/health"
+    if public != server_url(run, cfg.api_port, "/health"):
+        checks.append(answer(lambda: check_http(run, "/health", "public URL", url=public), "proxy"))
     checks += check_admin(run, cfg["ML_NODE_ID"])
     checks += check_gpu(run, mlnode_service(services))
     checks += check_model_served(run)

@@ -35,6 +35,16 @@ def port_in_use(host):
              "for i in $(seq 50); do ss -Hltn | grep -q ':8000 ' && break; sleep 0.1; done")
 
 
+def arm_server(host):
+    # what `uname -m` says on an ARM server (the Gonka images are amd64 only)
+    host.write_file("/usr/local/bin/uname", '#!/bin/sh\n[ "$1" = -m ] && echo aarch64 && exit 0\nexec /usr/bin/uname "$@"\n',
+                    mode=0o755)
+
+
+def nothing(host):
+    pass
+
+
 VARIANTS = {
     "no-docker": (no_docker, "Docker Engine", "install Docker Engine"),
     "daemon-down": (lambda h: set_knobs(h, docker_daemon_down=True), "Docker Engine", "systemctl enable --now docker"),
@@ -45,6 +55,16 @@ VARIANTS = {
     "full-root-disk": (full_docker_root, "disk (images)", "data-root"),
     "port-in-use": (port_in_use, "ports", "8000 (proxy (API_PORT))"),
     "registry-unreachable": (lambda h: set_knobs(h, registry_unreachable=True), "reach image registry", "ghcr.io"),
+    "arm-server": (arm_server, "architecture", "x86_64"),
+    "small-data-disk": (nothing, "disk (data)", "bigger data disk"),
+    "git-remote-unreachable": (nothing, "reach git remote", "GONKA_REPO"),
+    "hub-unreachable": (nothing, "reach model hub", "HF_ENDPOINT"),
+}
+# node config values that make the variant (the rest comes from the host)
+OVERRIDES = {
+    "small-data-disk": lambda host: {"CHAIN_DATA_GB": "100"},
+    "git-remote-unreachable": lambda host: {"GONKA_REPO": "https://github.com/gonka-ai/no-such-repo.git"},
+    "hub-unreachable": lambda host: {"HF_ENDPOINT": f"http://{host.runner_ip}:9"},
 }
 
 
@@ -56,7 +76,7 @@ QUICK = ("no-docker", "no-nvidia-runtime", "registry-unreachable")
 def test_a_missing_prerequisite_fails_early_and_changes_nothing(lab, sandbox_host, variant):
     host = sandbox_host
     breaks, check, fix = VARIANTS[variant]
-    node = str(lab.write_node(host, KEY))
+    node = str(lab.write_node(host, KEY, **OVERRIDES.get(variant, lambda h: {})(host)))
     breaks(host)
     blank_before = host.run(f"blkid -p {host.disk}", check=False).stdout
 

@@ -1,5 +1,6 @@
-"""Prerequisites installed with apt on a fresh server, where unattended-upgrades holds the package
-locks: a host without pipx gets it, after waiting for the locks rather than failing."""
+"""Prerequisites installed with apt on a fresh server: pipx (waiting for the locks unattended-upgrades
+holds), and with --install-prereqs Docker, its Compose plugin and the NVIDIA container toolkit from
+the vendors' repositories."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shlex
 
 import pytest
 
+from gonka_sim.network import vendorrepos
 from tests.e2e.test_prepare_server import fab
 
 pytestmark = pytest.mark.sandbox
@@ -47,3 +49,39 @@ def test_a_host_without_pipx_gets_it_after_the_apt_locks_are_released(lab, sandb
     # update failed on the lists lock at least once and was retried; install waited for the frontend lock
     assert len(updates) >= 2, calls
     assert installs and "pipx" in installs[-1] and "DPkg::Lock::Timeout=60" in installs[-1]
+
+
+@pytest.mark.slow
+def test_install_prereqs_installs_docker_compose_and_the_nvidia_toolkit(lab, sandbox_host):
+    """A server without Docker, its Compose plugin and the NVIDIA toolkit: the preflight refuses
+    (pointing at --install-prereqs); with it, the vendors' repositories are added as their guides
+    say, the packages installed, the nvidia runtime registered, and the phase goes on."""
+    host = sandbox_host
+    repos = vendorrepos.serve_for(host)
+    try:
+        host.run("apt-get purge -y -qq docker-ce docker-compose-plugin nvidia-container-toolkit && "
+                 "echo '{}' > /etc/docker/daemon.json && systemctl restart docker")
+        assert host.run("command -v docker", check=False).returncode != 0
+        node = str(lab.write_node(host, KEY))
+        r, out = fab(lab, "prepare-server", "--node", node, "--yes", ok=False)
+        assert r.returncode == 1 and "preflight FAIL Docker Engine" in out and "--install-prereqs" in out
+        assert host.run(f"blkid -p {host.disk}", check=False).stdout == ""  # untouched
+
+        r, out = fab(lab, "prepare-server", "--node", node, "--yes", "--install-prereqs")
+        # Docker first; the runtime check it then makes possible finds the toolkit missing: installed next
+        assert "install compose, docker (apt)" in out and "install toolkit (apt)" in out, out[-3000:]
+        assert "preflight PASS NVIDIA container runtime" in out  # checked again after the install
+        assert host.run("docker compose version --short").stdout.strip()
+        runtimes = json.loads(host.run("docker info --format '{{json .Runtimes}}'").stdout)
+        assert "nvidia" in runtimes
+        docker_list = host.read_text("/etc/apt/sources.list.d/docker.list")
+        assert "signed-by=/etc/apt/keyrings/docker.asc" in docker_list and "https://download.docker.com/linux/" in docker_list
+        assert "signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg" in host.read_text(
+            "/etc/apt/sources.list.d/nvidia-container-toolkit.list")
+        assert {(h, p) for h, p, status in repos.hits if status == 200} >= {
+            ("nvidia.github.io", "/libnvidia-container/gpgkey"),
+            ("nvidia.github.io", "/libnvidia-container/stable/deb/nvidia-container-toolkit.list")}
+        assert any(h == "download.docker.com" and p.endswith("/gpg") for h, p, _ in repos.hits)
+        assert host.run("findmnt -n -o TARGET /mnt/ssd").stdout.strip() == "/mnt/ssd"  # the phase went on
+    finally:
+        repos.close()

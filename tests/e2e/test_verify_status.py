@@ -271,6 +271,66 @@ def test_verify_after_deploy_passes_and_files_agree(deployed):
     assert doc["node"] == KEY and doc["server"] == deployed.host.ip
 
 
+@contextlib.contextmanager
+def port_forward(target: tuple[str, int]):
+    """A TCP forwarder on this machine (127.0.0.1:<port> -> target), standing for a NAT's port forward."""
+    import socket  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    stop = threading.Event()
+
+    def pipe(a, b):
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for s in (a, b):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def serve():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = lsock.accept()
+            except OSError:
+                continue
+            upstream = socket.create_connection(target, timeout=5)
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield lsock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        lsock.close()
+
+
+def test_verify_checks_the_public_url_as_well_as_the_server(deployed):
+    """Behind NAT, PUBLIC_URL is not SERVER_IP:API_PORT: verify asks both; a public path that does
+    not lead to the proxy is a FAIL naming the URL."""
+    node, ip = deployed.node, deployed.host.ip
+    original = node.read_text()
+    try:
+        with port_forward((ip, 8000)) as port:
+            node.write_text(original + f"PUBLIC_URL=http://127.0.0.1:{port}\n")
+            v = run_verify(deployed.lab, node)
+            assert v.result("public URL") == "PASS" and f"http://127.0.0.1:{port}/health HTTP 200" in v.detail("public URL")
+            assert v.result("proxy health") == "PASS"  # the server itself, as before
+        node.write_text(original + f"PUBLIC_URL=http://127.0.0.1:{port}\n")  # the forward is gone now
+        v = run_verify(deployed.lab, node)
+        assert v.result("public URL") == "FAIL" and f"http://127.0.0.1:{port}/health" in v.detail("public URL")
+    finally:
+        node.write_text(original)
+    v = run_verify(deployed.lab, node)
+    assert "public URL" not in v.checks  # PUBLIC_URL is the server's own address: asked once
+
+
 def test_backup_keys_match_the_server_byte_for_byte(deployed):
     host, lab = deployed.host, deployed.lab
     listing = f"cd {JOIN} && find .tmkms .inference -printf '%y %m %s %p\\n' | sort"

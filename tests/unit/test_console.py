@@ -346,7 +346,8 @@ def check_terminal_recording(raw: str) -> None:
     i = grant[0]
     assert shown[i].startswith("./inferenced tx inference grant-ml-ops-permissions sandbox-cold gonka1")
     assert shown[i + 1].startswith("    --from sandbox-cold --keyring-backend file")
-    assert shown[i + 2].startswith("    --node http://10.200.42.1:")
+    assert shown[i + 2].startswith("    --gas auto --gas-adjustment 1.5 --gas-prices 10ngonka")
+    assert shown[i + 3].startswith("    --node http://10.200.42.1:")
     assert not any("[INFO] parameters:" in ln or "final report (also" in ln and "[OK]" in ln for ln in shown)
 
 

@@ -232,12 +232,19 @@ def test_prerequisite_faults_answer_as_docker_does(sim, join):
     r = sim.docker("version", "--format", "{{.Server.Version}}", cwd=join)
     assert r.returncode != 0 and "Is the docker daemon running?" in r.stderr
     assert sim.docker("--version", cwd=join).returncode == 0  # the client alone still answers
-    sim.knobs(no_nvidia_runtime=True)
+    sim.knobs()
+    daemon_json = sim.root / "etc" / "docker" / "daemon.json"
+    daemon_json.write_text("{}\n")  # no NVIDIA runtime registered; dockerd reads it when it (re)starts
+    assert sim.run([str(support.BIN / "systemctl"), "restart", "docker"]).returncode == 0
     runtimes = json.loads(sim.docker("info", "--format", "{{json .Runtimes}}", cwd=join).stdout)
     assert "nvidia" not in runtimes and "runc" in runtimes
     r = sim.sourced(f"{ALL} up -d", join)
     assert r.returncode != 0 and 'could not select device driver "nvidia"' in r.stderr
-    sim.knobs()
+    # the toolkit's own fix: register the runtime, then restart dockerd (before the restart it is not seen)
+    r = sim.run([str(support.BIN / "nvidia-ctk"), "runtime", "configure", "--runtime=docker"])
+    assert r.returncode == 0 and "It is recommended that docker daemon be restarted." in r.stdout
+    assert "nvidia" not in json.loads(sim.docker("info", "--format", "{{json .Runtimes}}", cwd=join).stdout)
+    assert sim.run([str(support.BIN / "systemctl"), "restart", "docker"]).returncode == 0
     assert "nvidia" in json.loads(sim.docker("info", "--format", "{{json .Runtimes}}", cwd=join).stdout)
 
 

@@ -67,6 +67,9 @@ class Sim:
         self.tmp = tmp
         self.root = tmp / "root"
         self.root.mkdir()
+        # the machine as a host has it: the NVIDIA runtime in dockerd's config
+        (self.root / "etc" / "docker").mkdir(parents=True)
+        shutil.copyfile(SERVER_ROOT / "etc" / "docker" / "daemon.json", self.root / "etc" / "docker" / "daemon.json")
         self.net = f"127.{random.randint(100, 250)}.{random.randint(1, 250)}"
         self.offset = random.randrange(10000, 23000, 10)
         self.env = {
