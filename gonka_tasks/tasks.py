@@ -199,7 +199,7 @@ def validate(c, node=None, nodes=None, yes=False, plan=False, accept_new_host_ke
 def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=None, wipe_disk=False,
            update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False,
            install_prereqs=False):
-    """Full deploy: validate, then phases 1-7 on one connection (each step skips what is done)."""
+    """Full deploy: validate and preflight, then phases 1-7 on one connection (each step skips what is done)."""
     run_task(c, node, nodes, phases.deploy, checks=only not in ("verify", "7"), opts={
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
         "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
@@ -225,7 +225,7 @@ def prepare_server(c, node=None, nodes=None, yes=False, plan=False, wipe_disk=Fa
     update_repo="move the gonka checkout to GONKA_REF when it is on another ref")
 def download_model(c, node=None, nodes=None, yes=False, plan=False, no_wait=False, update_repo=False,
                    accept_new_host_key=False):
-    """Phase 2: clone the gonka repo at GONKA_REF and download MODEL on the server (resumable)."""
+    """Phase 2: clone the gonka repo at GONKA_REF, pull the images and download MODEL on the server (jobs, resumable)."""
     _phase(c, "download-model", node, nodes, yes=yes, plan=plan, no_wait=no_wait, update_repo=update_repo,
            accept_new_host_key=accept_new_host_key)
 
@@ -274,7 +274,8 @@ def status(c, node=None, nodes=None, plan=False, accept_new_host_key=False, para
 
 @node_task()
 def backup_keys(c, node=None, nodes=None, plan=False, accept_new_host_key=False):
-    """Copy .tmkms/, the warm keyring and node_key.json into nodes/<KEY_NAME>/backup/<time>/ (checksummed)."""
+    """Copy .tmkms/, the warm keyring, node_key.json and the API's .dapi config and database into
+    nodes/<KEY_NAME>/backup/<time>/ (checksummed)."""
     from .phases.backup import backup_keys as backup  # noqa: PLC0415
     run_task(c, node, nodes, backup, {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key},
              ask=False)
