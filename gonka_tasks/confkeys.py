@@ -54,6 +54,8 @@ DEFAULTS: dict[str, str | None] = {
     "PORT": "8080",
     "INFERENCE_PORT": "5050",
     "ALLOW_UNAPPROVED_MODEL": "false",
+    # model files fetched at once (a hub's CDN caps each connection well below a server's link)
+    "DOWNLOAD_WORKERS": "8",
     "HF_TOKEN": "",
     "HF_ENDPOINT": "",
     "PIP_INDEX_URL": "",

@@ -289,6 +289,8 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
         problems.append(f"ADMIN_SSH_KEYS: ... and {bad_keys - MAX_SHOWN_BAD_KEYS} more bad keys")
     bad("PRUNING_KEEP_RECENT", _check_int(v("PRUNING_KEEP_RECENT", ""), 2, 10**9))
     bad("PRUNING_INTERVAL", _check_int(v("PRUNING_INTERVAL", ""), 10, 10**9))
+    if not re.fullmatch(r"[1-9][0-9]?", v("DOWNLOAD_WORKERS", "8")) or int(v("DOWNLOAD_WORKERS", "8")) > 64:
+        bad("DOWNLOAD_WORKERS", "a whole number from 1 to 64")
     try:
         if not 0 <= float(v("CHAIN_DATA_GB", "0")) < 1e6:
             raise ValueError

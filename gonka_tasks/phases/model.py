@@ -218,7 +218,7 @@ def job_script() -> str:
 def job_env(run) -> str:
     """Environment of the job: nothing secret (the token is the hub's own token file)."""
     cfg = run.cfg
-    env = f"HF_HOME={q(cfg.hf_home)} HF_HUB_DISABLE_PROGRESS_BARS=1 "
+    env = f"HF_HOME={q(cfg.hf_home)} HF_HUB_DISABLE_PROGRESS_BARS=1 GONKA_DL_WORKERS={int(cfg['DOWNLOAD_WORKERS'])} "
     if cfg["HF_ENDPOINT"]:
         env += f"HF_ENDPOINT={q(cfg['HF_ENDPOINT'])} "
     return env

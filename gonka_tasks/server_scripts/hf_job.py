@@ -8,7 +8,8 @@ cache (`$HF_HOME/hub/models--ORG--NAME/snapshots/<sha>/`): every file present wi
 size. It prints one JSON line and exits 0 when complete, 1 when not, 2 when the hub cannot be
 asked.
 
-`download` fetches what is missing into the cache and, once the snapshot is whole, writes
+`download` fetches what is missing into the cache, GONKA_DL_WORKERS files at once (default 8),
+and, once the snapshot is whole, writes
 `refs/<REV>` for a branch or tag name, as huggingface_hub does on a download by name: the ML node
 looks the model up offline by name (`main`) and finds it only through that ref; `check` counts a
 missing ref as incomplete. Transient failures are retried with bounded, jittered backoff (tenacity); huggingface_hub resumes partial files (`.incomplete` + Range), so
@@ -27,9 +28,12 @@ import os
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ATTEMPTS = int(os.environ.get("GONKA_DL_ATTEMPTS", "8"))
+# files fetched at once: hubs and their CDNs cap each connection well below a server's link
+WORKERS = max(1, int(os.environ.get("GONKA_DL_WORKERS", "8")))
 MAX_WAIT_S = float(os.environ.get("GONKA_DL_MAX_WAIT_S", "30"))
 # Room the download leaves free on the data disk: the chain's data and the keyring live there too.
 RESERVE_MIN, RESERVE_MAX, RESERVE_SHARE = 64 << 20, 2 << 30, 0.01
@@ -218,14 +222,30 @@ def download(args) -> int:
         cache.mkdir(parents=True, exist_ok=True)
         if need > room(cache)[0]:
             raise DiskFull(disk_full_message(cache, need))
-        for name in todo:
+        stopped = threading.Event()
+
+        def fetch(name: str) -> None:
+            if stopped.is_set():  # another file failed for good: start nothing new
+                return
             print(f"fetching {name} ({files[name]} bytes)", flush=True)
             try:
                 with_retry(hf_hub_download, args.repo, name, revision=sha)
-            except OSError as e:
-                if disk_full(e):
+            except BaseException as e:
+                stopped.set()  # final (retries are inside): the other workers take nothing new
+                if isinstance(e, OSError) and disk_full(e):
                     raise DiskFull(disk_full_message(cache, files[name])) from e
                 raise
+
+        # several files at once (each resumable on its own), the biggest first so the last ones end together
+        todo.sort(key=lambda n: -files[n])
+        with ThreadPoolExecutor(max_workers=min(WORKERS, max(1, len(todo)))) as pool:
+            futures = [pool.submit(fetch, n) for n in todo]
+            for f in as_completed(futures):
+                if f.exception() is not None:
+                    stopped.set()
+                    for other in futures:
+                        other.cancel()
+                    raise f.exception()
         # the ref last, once the snapshot is whole: the ML node finds the files offline through it
         write_ref(args.repo, args.revision, sha)
         final = compare(args.repo, sha, files, args.revision)

@@ -85,3 +85,42 @@ def test_a_download_by_name_writes_the_ref_once_the_snapshot_is_whole(tmp_path, 
     status = hf_job.compare("o/m", sha, files, "main")
     assert not status["complete"] and status["ref_missing"] and not status["missing"]
     assert hf_job.compare("o/m", sha, files, sha)["complete"]  # by sha: no ref to write
+
+
+def test_files_are_fetched_in_parallel_and_a_final_failure_starts_nothing_new(job, monkeypatch, tmp_path):
+    """GONKA_DL_WORKERS files at once (the biggest first); after a disk-full error no new file starts."""
+    import threading  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    args, calls = job
+    files = {f"model-{i:05d}-of-00016.safetensors": 1000 + i for i in range(16)}
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, files))
+    monkeypatch.setattr(hf_job, "WORKERS", 8)
+    monkeypatch.setattr(hf_job, "compare", lambda *a, **kw: {"missing": sorted(files), "bad": [], "complete": True})
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def slow(repo, name, **kw):
+        with lock:
+            calls.append(name)
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+    sys.modules["huggingface_hub"].hf_hub_download = slow
+    t0 = time.monotonic()
+    assert hf_job.download(args) == 0
+    assert time.monotonic() - t0 < 1.5  # 16 x 0.2 s one after another would be 3.2 s
+    assert peak[0] == 8 and sorted(calls) == sorted(files)
+    assert set(calls[:8]) == set(sorted(files, key=files.get)[-8:])  # the biggest first
+
+    calls.clear()
+
+    def full(repo, name, **kw):
+        calls.append(name)
+        time.sleep(0.05)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    sys.modules["huggingface_hub"].hf_hub_download = full
+    assert hf_job.download(args) == 1
+    assert len(calls) <= 8  # those already running; none started after
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["error"].startswith("data disk full")
