@@ -140,7 +140,7 @@ def test_no_wait_job_outlives_fab_then_rerun_attaches(srv, hub):
     lab, host = srv.lab, srv.host
     repo = hub.add_model("sandbox/no-wait-model", total_size=8 * MIB)
     node = srv.node(repo.repo_id)
-    hub.configure(bandwidth_bps=MIB)  # ~8 s for the 8 MiB of weights
+    hub.configure(global_bandwidth_bps=MIB)  # ~8 s for the 8 MiB of weights, however many files at once
 
     fab(lab, "download-model", "--node", node, "--yes", "--no-wait")
     assert started_jobs(last_run(lab)) == 1
@@ -164,7 +164,7 @@ def test_killed_fab_mid_wait_leaves_the_job_running(srv, hub):
     lab, host = srv.lab, srv.host
     repo = hub.add_model("sandbox/killed-model", total_size=8 * MIB)
     node = srv.node(repo.repo_id)
-    hub.configure(bandwidth_bps=MIB)
+    hub.configure(global_bandwidth_bps=MIB)  # the link: ~8 s whatever the parallelism
 
     with (lab.workdir / "killed-fab.out").open("w") as log:
         proc = subprocess.Popen([*fab_command(make_project(lab.workdir)), "download-model", "--node", node, "--yes"], cwd=lab.workdir,
@@ -254,7 +254,7 @@ def test_job_for_another_model_is_not_taken_for_ours(srv, hub):
     lab, host = srv.lab, srv.host
     old = hub.add_model("sandbox/old-model", total_size=8 * MIB)
     new = hub.add_model("sandbox/new-model", total_size=1 * MIB, shards=1)
-    hub.configure(bandwidth_bps=MIB)
+    hub.configure(global_bandwidth_bps=MIB)  # the link: ~8 s whatever the parallelism
     fab(lab, "download-model", "--node", srv.node(old.repo_id), "--yes", "--no-wait")
     pid = job_pid(host)
 
