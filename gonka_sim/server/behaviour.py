@@ -47,7 +47,16 @@ def rlog(level: str, target: str, msg: str) -> str:
 
 def get_json(url: str, timeout: float = 3.0):
     """(status, parsed JSON or None); raises OSError when nothing answers."""
-    req = urllib.request.Request(simenv.sim_url(url))
+    return _json_call(urllib.request.Request(simenv.sim_url(url)), timeout)
+
+
+def post_json(url: str, obj, timeout: float = 10.0):
+    """POST JSON: (status, parsed JSON or None); raises OSError when nothing answers."""
+    return _json_call(urllib.request.Request(simenv.sim_url(url), data=json.dumps(obj).encode(), method="POST",
+                                             headers={"Content-Type": "application/json"}), timeout)
+
+
+def _json_call(req, timeout: float):
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             body, status = r.read(), r.status

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 
 from . import chainkeys, simenv
-from .behaviour import Behaviour, get_json, slog
+from .behaviour import Behaviour, get_json, post_json, slog
 from .keyring import Keyring, KeyringError, LineReader
 from .runtime import Fatal, Response, json_response
 
@@ -425,21 +425,6 @@ def merge_model_args(epoch: list[str], local: list[str]) -> list[str]:
             i += 1
         i += 1
     return out
-
-
-def post_json(url: str, obj, timeout: float = 10.0):
-    """POST JSON: (status, parsed JSON or None); raises OSError when nothing answers."""
-    req = urllib.request.Request(simenv.sim_url(url), data=json.dumps(obj).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            body, status = r.read(), r.status
-    except urllib.error.HTTPError as e:
-        body, status = e.read(), e.code
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, None
 
 
 def _age(stamp: str, now: float) -> float:
