@@ -1,8 +1,14 @@
 """Deploy benchmark on sandbox hosts: `python -m bench [--quick] [--download-seconds D]` (as root).
 
-Measures, with the simulated hub throttled so the model download takes about D seconds:
+Measures, with the simulated hub acting as a CDN (each connection capped at 1/8 of the server's
+link) and the link sized so that the model (16 shards + small files) takes D seconds at link speed:
 
   download_s           `fab download-model` alone on a prepared host (tools install + download)
+  download_transfer_s  the download job's own time on that host (its state.json: started -> complete)
+  link_limit_s         model bytes / link cap: the physical limit (= D)
+  download_efficiency  link_limit_s / download_transfer_s
+  sequential_download_s the same job with DOWNLOAD_WORKERS=1 (one file after another, the old way),
+                       on a host of its own, side by side
   pull_s               the image pull job of the pipelined deploy, start to end (its state.json),
                        with the simulated registry throttled so the images take about D seconds
   deploy_s             a fresh full `fab deploy` (pipelined: the download overlaps phases 3-5)
@@ -12,10 +18,10 @@ Measures, with the simulated hub throttled so the model download takes about D s
   single_host_s        = deploy_s
   fleet_s              `fab deploy --nodes ... --parallel N` on N fresh hosts
 
-and prints a table; results go to bench/results.json. Every timing is wall time of the real
-`fab` subprocess, as a user would see it. download_s, deploy_s and sequential_deploy_s are
-measured side by side on three hosts, so the three share the same machine load (downloads are
-throttled per connection and do not slow each other down).
+and prints a table; results go to bench/results.json. Timings are wall time of the real `fab`
+subprocess, as a user would see it, except the transfer times, which are the job's own. The four
+runs of the first round are side by side on four hosts, under the same machine load; each host
+has a link of its own (the hub caps per client address), so their downloads do not slow each other.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from gonka_sim.network.seed import SeedServer
 
 HERE = Path(__file__).resolve().parent
 IDX0 = 60  # sandbox indexes used by the benchmark (tests use 100+)
+SHARDS = 16
+MODEL_BYTES = 32 << 20  # 16 shards of 2 MiB: big enough for 8 connections, small enough for 2 cores
+CONNECTIONS_PER_LINK = 8  # the CDN caps each connection at 1/8 of the server's link
+JOB_STATE = "/mnt/ssd/hf/.gonka-download/state.json"
 
 
 def timed(lab: Lab, *args: str) -> tuple[float, object]:
@@ -52,6 +62,14 @@ def timed(lab: Lab, *args: str) -> tuple[float, object]:
 
 def last_run(lab: Lab, key: str) -> dict:
     return json.loads((lab.nodes / key / "last_run.json").read_text())
+
+
+def transfer_seconds(host) -> float:
+    """The download job's own duration on `host`, from its state file (which must say complete)."""
+    st = json.loads(host.read_text(JOB_STATE))
+    if st.get("state") != "complete":
+        raise SystemExit(f"benchmark: the download job on {host.name} ended {st.get('state')}: {st.get('error')}")
+    return st["updated"] - st["started"]
 
 
 def compose_image_bytes() -> int:
@@ -89,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gonka-bench-") as tmp:
         tmp_path = Path(args.keep) if args.keep else Path(tmp)
         tmp_path.mkdir(parents=True, exist_ok=True)
-        model = make_model_repo(SANDBOX_MODEL)
+        model = make_model_repo(SANDBOX_MODEL, total_size=MODEL_BYTES, shards=SHARDS)
         seed = stack.enter_context(SeedServer())
         hub = stack.enter_context(HubServer(repos=[model]))
         pypi = stack.enter_context(PackageIndex(build_wheelhouse()))
@@ -97,15 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         base = tmp_path / "hosts"
         sandbox.sweep(base)
         hosts = []
-        for i in range(max(3, args.fleet)):
+        for i in range(max(4, args.fleet)):
             h = sandbox.SandboxHost.up(f"b{IDX0 + i}", IDX0 + i, base=base, provision=[provision])
             stack.callback(h.down)
             hosts.append(h)
-        # per connection (hosts measured side by side must not share a cap): the biggest file takes D,
-        # and the job fetches the files at once
-        biggest = max(e.size for e in model.files.values())
-        hub.configure(bandwidth_bps=int(biggest / d))
+        # each server's link carries the model in D; the CDN gives one connection 1/8 of it
+        link = int(model.total_size / d)
+        hub.configure(client_link_bps=link, bandwidth_bps=link // CONNECTIONS_PER_LINK)
         results["model_bytes"] = model.total_size
+        results["model_files"] = len(model.files)
+        results["link_bps"] = link
+        results["connection_bps"] = link // CONNECTIONS_PER_LINK
+        results["link_limit_s"] = round(model.total_size / link, 3)
         image_bytes = compose_image_bytes()
         for h in hosts:  # the registry throttled like the hub: pull and download of similar length
             h.write_file("/etc/gonka-sim/knobs.json", json.dumps({"registry_bps": int(image_bytes / d)}))
@@ -115,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
         # alone (`download-model` on a host whose phase 1 is done), the full pipelined deploy, and the
         # same deploy with --no-pipeline. Downloads are throttled per connection, so they do not
         # slow each other down; the CPU work (mostly the pipx install) shares the cores alike.
-        labs = {name: Lab(tmp_path / name, seed=seed, hub=hub, pypi=pypi) for name in ("a", "b", "c")}
+        labs = {name: Lab(tmp_path / name, seed=seed, hub=hub, pypi=pypi) for name in ("a", "b", "c", "e")}
         nodes = {"a": labs["a"].write_node(hosts[0], "bench-dl"), "b": labs["b"].write_node(hosts[1], "bench-a"),
-                 "c": labs["c"].write_node(hosts[2], "bench-s")}
+                 "c": labs["c"].write_node(hosts[2], "bench-s"),
+                 "e": labs["e"].write_node(hosts[3], "bench-seq", DOWNLOAD_WORKERS="1")}
 
-        def download_alone() -> tuple[float, object]:
-            timed(labs["a"], "prepare-server", "--node", str(nodes["a"]), "--yes")  # not timed
-            return timed(labs["a"], "download-model", "--node", str(nodes["a"]), "--yes")
+        def download_alone(name: str) -> tuple[float, object]:
+            timed(labs[name], "prepare-server", "--node", str(nodes[name]), "--yes")  # not timed
+            return timed(labs[name], "download-model", "--node", str(nodes[name]), "--yes")
 
         jobs = {
-            "download_s": download_alone,
+            "download_s": lambda: download_alone("a"),
+            "sequential_download_wall_s": lambda: download_alone("e"),
             "deploy_s": lambda: timed(labs["b"], "deploy", "--node", str(nodes["b"]), "--yes"),
             "sequential_deploy_s": lambda: timed(labs["c"], "deploy", "--node", str(nodes["c"]), "--yes",
                                                  "--no-pipeline"),
@@ -134,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             for k, f in futures.items():
                 results[k] = f.result()[0]
 
+        results["download_transfer_s"] = round(transfer_seconds(hosts[0]), 3)
+        results["sequential_download_s"] = round(transfer_seconds(hosts[3]), 3)
         pull = json.loads(hosts[1].read_text("/var/lib/gonka-deploy/pull/state.json"))
         results["pull_s"] = round(pull["updated"] - pull["started"], 3)
 
@@ -159,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         results["fleet_s"], _ = timed(lab, "deploy", "--nodes", str(lab.nodes / "fleet-*.conf"), "--yes",
                                       "--parallel", str(args.fleet))
         results["single_host_s"] = results["deploy_s"]
-    for k in ("download_s", "deploy_s", "sequential_deploy_s", "single_host_s", "fleet_s"):
+    for k in ("download_s", "sequential_download_wall_s", "deploy_s", "sequential_deploy_s", "single_host_s",
+              "fleet_s"):
         results[k] = round(results[k], 3)
+    results["download_efficiency"] = round(results["link_limit_s"] / results["download_transfer_s"], 3)
+    results["parallel_download_speedup"] = round(results["sequential_download_s"] / results["download_transfer_s"], 2)
     results["pipeline_ratio"] = round(results["deploy_s"] / results["download_s"], 3)
     results["critical_path_ratio"] = round(results["deploy_s"] / max(results["download_s"], results["pull_s"]), 3)
     results["sequential_ratio"] = round(results["sequential_deploy_s"] / results["download_s"], 3)

@@ -58,6 +58,14 @@ class HubKnobs(Knobs):
     """Per-response limit on file bodies, bytes/s (0 = unlimited)."""
     global_bandwidth_bps: int = 0
     """Limit shared by all file bodies being sent at once, bytes/s (0 = unlimited)."""
+    client_link_bps: int = 0
+    """Limit shared by all file bodies sent to one client address at once, bytes/s (0 = unlimited):
+    the downloading server's own link, which a CDN's per-connection cap leaves room on."""
+    slow_every_n: int = 0
+    slow_bps: int = 64 * 1024
+    """Every Nth file-body GET (0 = none) is served at ``slow_bps`` at most: a slow CDN edge."""
+    reset_every_n: int = 0
+    """Every Nth file-body GET (0 = none) is reset half-way through its range (at least 1 byte sent)."""
     drop_after_bytes: int = 0
     drop_next_n: int = 0
     """Cut the next N file-body responses (GET, either listener) after ``drop_after_bytes`` bytes
@@ -106,6 +114,7 @@ class HubServer(SimServer):
         initial = list(repos) if repos is not None else [make_model_repo()]
         self._initial_repos = {r.repo_id: r for r in initial}
         self._global_bucket: TokenBucket | None = None
+        self._client_buckets: dict[str, TokenBucket] = {}
         super().__init__(host, port, knobs)
         self._ports["cdn"] = cdn_port
         seg = r"([^/]+)"
@@ -123,6 +132,8 @@ class HubServer(SimServer):
         self.bytes_by_file: collections.Counter[str] = collections.Counter()
         self.file_log: list[FileResponse] = []
         self._global_bucket = None
+        self._client_buckets: dict[str, TokenBucket] = {}
+        self.file_gets = 0
 
     # -- repos -----------------------------------------------------------------------------------
 
@@ -332,6 +343,28 @@ class HubServer(SimServer):
                 self._global_bucket = TokenBucket(rate)
             return self._global_bucket
 
+    def _client(self, req: Request) -> TokenBucket | None:
+        """The bucket of the client's link (one per client address), None when unlimited."""
+        rate = self.knobs.client_link_bps
+        addr = req.handler.client_address[0]
+        with self.lock:
+            if rate <= 0:
+                self._client_buckets.clear()
+                return None
+            bucket = self._client_buckets.get(addr)
+            if bucket is None or bucket.rate != rate:
+                bucket = self._client_buckets[addr] = TokenBucket(rate)
+            return bucket
+
+    def _cdn_mood(self) -> tuple[bool, bool]:
+        """(slow, reset) for the next file-body GET: every Nth as the knobs say."""
+        k = self.knobs
+        with self.lock:
+            self.file_gets += 1
+            n = self.file_gets
+        return (k.slow_every_n > 0 and n % k.slow_every_n == 0,
+                k.reset_every_n > 0 and n % k.reset_every_n == 0)
+
     def _send_file(self, req: Request, repo_id: str, entry: RepoEntry, headers: dict[str, str]) -> None:
         h = req.handler
         size = entry.size
@@ -358,9 +391,13 @@ class HubServer(SimServer):
         cut_at = None
         if k.drop_match in entry.path and self._take("drop_next_n", "", ""):
             cut_at = k.drop_after_bytes
-        per_conn = TokenBucket(k.bandwidth_bps) if k.bandwidth_bps > 0 else None
-        glob = self._global()
-        rate = min(r for r in (k.bandwidth_bps, k.global_bandwidth_bps, 1 << 30) if r > 0)
+        slow, reset = self._cdn_mood()
+        if reset and cut_at is None:
+            cut_at = max(1, (end - start) // 2)
+        conn_bps = min(r for r in (k.bandwidth_bps, k.slow_bps if slow else 0, 1 << 62) if r > 0)
+        per_conn = TokenBucket(conn_bps) if conn_bps < 1 << 62 else None
+        buckets = [b for b in (per_conn, self._client(req), self._global()) if b is not None]
+        rate = int(min([b.rate for b in buckets] + [1 << 30]))
         step = max(1024, min(64 * 1024, rate // 20))
         sent = 0
         key = f"{repo_id}/{entry.path}"
@@ -373,8 +410,8 @@ class HubServer(SimServer):
                 if cut_at is not None and sent + len(piece) >= cut_at:
                     piece = piece[: max(0, cut_at - sent)]
                     cut = True
-                for bucket in (per_conn, glob):
-                    if bucket is not None and piece:
+                for bucket in buckets:
+                    if piece:
                         bucket.take(len(piece), self.stopping)
                 if piece:
                     # Count before writing: the client may see the bytes before we get to count them.

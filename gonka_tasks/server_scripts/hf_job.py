@@ -8,8 +8,9 @@ cache (`$HF_HOME/hub/models--ORG--NAME/snapshots/<sha>/`): every file present wi
 size. It prints one JSON line and exits 0 when complete, 1 when not, 2 when the hub cannot be
 asked.
 
-`download` fetches what is missing into the cache, GONKA_DL_WORKERS files at once (default 8),
-and, once the snapshot is whole, writes
+`download` fetches what is missing into the cache, GONKA_DL_WORKERS files at once (default 8,
+the biggest first: hubs' CDNs cap each connection well below a server's link), checks each LFS
+file's sha256 against the hub's (a mismatch is fetched again), and, once the snapshot is whole, writes
 `refs/<REV>` for a branch or tag name, as huggingface_hub does on a download by name: the ML node
 looks the model up offline by name (`main`) and finds it only through that ref; `check` counts a
 missing ref as incomplete. Transient failures are retried with bounded, jittered backoff (tenacity); huggingface_hub resumes partial files (`.incomplete` + Range), so
@@ -22,7 +23,9 @@ redirected) so it survives the SSH connection dropping. The token, if any, is th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import hashlib
 import json
 import os
 import sys
@@ -53,7 +56,7 @@ def room(path: Path) -> tuple[int, int]:
 
 def disk_full_message(path: Path, need: int) -> str:
     free, reserve = room(path)
-    return (f"data disk full: the model needs {need} more bytes, {max(free, 0)} are free on {path} "
+    return (f"data disk full: the model needs {need} more bytes, {max(free, 0)} bytes are free on {path} "
             f"(keeping {reserve} free for the chain and the keys)")
 
 
@@ -62,13 +65,33 @@ def hub_dir(repo: str) -> Path:
     return home / "hub" / ("models--" + repo.replace("/", "--"))
 
 
-def remote_files(repo: str, revision: str) -> tuple[str, dict[str, int]]:
-    """(commit sha, {file name: size}) of the revision, from the hub."""
+def remote_files(repo: str, revision: str, hashes: dict[str, str] | None = None) -> tuple[str, dict[str, int]]:
+    """(commit sha, {file name: size}) of the revision, from the hub; `hashes`, when given, gets the
+    sha256 the hub states for each LFS file (the weights)."""
     from huggingface_hub import HfApi
 
     info = HfApi().model_info(repo, revision=revision, files_metadata=True)
     files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    if hashes is not None:
+        hashes.update({s.rfilename: s.lfs.sha256 for s in (info.siblings or [])
+                       if s.lfs is not None and getattr(s.lfs, "sha256", None)})
     return info.sha, files
+
+
+class HashMismatch(OSError):
+    """A fetched file's sha256 is not the hub's: the file is dropped and fetched again (retried)."""
+
+
+def check_hash(repo: str, sha: str, name: str, want: str) -> None:
+    """sha256 of the snapshot's file against the hub's; a mismatch drops the file and raises."""
+    p = hub_dir(repo) / "snapshots" / sha / name
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    if h.hexdigest() != want:
+        drop_bad(repo, sha, name)
+        raise HashMismatch(f"{name}: sha256 {h.hexdigest()} is not the hub's {want}; fetching it again")
 
 
 def ref_path(repo: str, revision: str) -> Path | None:
@@ -134,10 +157,26 @@ def bytes_on_disk(repo: str, sha: str, files: dict[str, int]) -> int:
 
 
 def write_state(state_dir: Path, **fields) -> None:
-    """state.json, replaced atomically so a reader never sees half of it."""
-    tmp = state_dir / ".state.json.tmp"
-    tmp.write_text(json.dumps({**fields, "updated": time.time()}))
-    os.replace(tmp, state_dir / "state.json")
+    """state.json, replaced atomically so a reader never sees half of it. On a full disk (no block for
+    a new file) it is overwritten in place instead: its own block holds it, and the deployer must
+    still read why the job ended."""
+    text = json.dumps({**fields, "updated": time.time()}).encode()
+    tmp, path = state_dir / ".state.json.tmp", state_dir / "state.json"
+    try:
+        tmp.write_bytes(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in DISK_FULL or not path.exists():
+            raise
+        with open(path, "r+b") as f:
+            f.write(text)
+            f.truncate()
+
+
+def say(line: str) -> None:
+    """A line in job.log (stdout); lost, not fatal, when the data disk holding the log is full."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
 
 
 def transient(e: BaseException) -> bool:
@@ -184,21 +223,23 @@ def download(args) -> int:
 
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    base = {"pid": os.getpid(), "repo": args.repo, "revision": args.revision}
+    # `started` stays in every state write: the deployer (and the bench) read the job's own duration
+    base = {"pid": os.getpid(), "repo": args.repo, "revision": args.revision, "started": time.time(),
+            "workers": WORKERS}
     write_state(state_dir, state="starting", **base)
 
     @retry(retry=retry_if_exception(transient), stop=stop_after_attempt(ATTEMPTS),
            wait=wait_exponential_jitter(initial=0.5, max=MAX_WAIT_S), reraise=True,
-           before_sleep=lambda rs: print(f"retry {rs.attempt_number}/{ATTEMPTS} after: {rs.outcome.exception()!r}",
-                                         flush=True))
+           before_sleep=lambda rs: say(f"retry {rs.attempt_number}/{ATTEMPTS} after: {rs.outcome.exception()!r}"))
     def with_retry(fn, *a, **kw):
         return fn(*a, **kw)
 
+    hashes: dict[str, str] = {}
     try:
-        sha, files = with_retry(remote_files, args.repo, args.revision)
+        sha, files = with_retry(remote_files, args.repo, args.revision, hashes)
     except Exception as e:
         write_state(state_dir, state="failed", error=f"cannot list the model's files: {e}", **base)
-        print(f"failed: {e!r}", flush=True)
+        say(f"failed: {e!r}")
         return 1
     total = sum(files.values())
     stop = threading.Event()
@@ -214,7 +255,7 @@ def download(args) -> int:
     try:
         status = compare(args.repo, sha, files)
         for name in status["bad"]:
-            print(f"wrong size in cache, fetching again: {name}", flush=True)
+            say(f"wrong size in cache, fetching again: {name}")
             drop_bad(args.repo, sha, name)
         todo = status["missing"] + status["bad"]
         need = sum(files[n] for n in todo) - bytes_on_disk(args.repo, sha, {n: files[n] for n in todo})
@@ -227,9 +268,15 @@ def download(args) -> int:
         def fetch(name: str) -> None:
             if stopped.is_set():  # another file failed for good: start nothing new
                 return
-            print(f"fetching {name} ({files[name]} bytes)", flush=True)
+            say(f"fetching {name} ({files[name]} bytes)")
+
+            def fetch_checked() -> None:
+                hf_hub_download(args.repo, name, revision=sha)
+                if name in hashes:  # sizes alone miss a corrupted body; the hub states the weights' sha256
+                    check_hash(args.repo, sha, name, hashes[name])
+
             try:
-                with_retry(hf_hub_download, args.repo, name, revision=sha)
+                with_retry(fetch_checked)
             except BaseException as e:
                 stopped.set()  # final (retries are inside): the other workers take nothing new
                 if isinstance(e, OSError) and disk_full(e):
@@ -253,14 +300,15 @@ def download(args) -> int:
             raise RuntimeError(f"incomplete after download: missing {final['missing']}, wrong size {final['bad']}")
     except Exception as e:
         stop.set()
+        t.join(timeout=10)  # its last "running" must not land after "failed"
         write_state(state_dir, state="failed", sha=sha, total=total, done=bytes_on_disk(args.repo, sha, files),
                     error=(str(e) if isinstance(e, DiskFull) else f"{type(e).__name__}: {e}")[:500], **base)
-        print(f"failed: {e!r}", flush=True)
+        say(f"failed: {e!r}")
         return 1
     stop.set()
     t.join()
     write_state(state_dir, state="complete", sha=sha, total=total, done=total, **base)
-    print(f"complete: {len(files)} files, {total} bytes, revision {sha}", flush=True)
+    say(f"complete: {len(files)} files, {total} bytes, revision {sha}")
     return 0
 
 

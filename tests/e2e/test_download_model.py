@@ -268,3 +268,122 @@ def test_job_for_another_model_is_not_taken_for_ours(srv, hub):
     wait_for("the old job to stop", lambda: not job_alive(host, pid), timeout=10)
     fab(lab, "download-model", "--node", node, "--yes")
     assert cached_sizes(host, new) == hub_sizes(new)
+
+
+# ------------------------------------------- three interruptions on a flaky CDN
+def finished_files(host, repo) -> set[str]:
+    hub_files = hub_sizes(repo)
+    return {n for n, size in cached_sizes(host, repo).items() if hub_files.get(n) == size}
+
+
+def start_fab(lab, node: str, log_name: str) -> subprocess.Popen:
+    log = (lab.workdir / log_name).open("w")
+    return subprocess.Popen([*fab_command(make_project(lab.workdir)), "download-model", "--node", node, "--yes"],
+                            cwd=lab.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_three_interruptions_never_fetch_a_finished_file_again(srv, hub):
+    """The job killed, the SSH connection dropped and a CDN resetting every 7th connection, all in
+    one download of 16 shards: it completes, and every file finished before an interruption has no
+    byte more fetched after it (the hub's per-file counters)."""
+    from bench.chaos_host import kill_ssh_sessions  # noqa: PLC0415
+
+    lab, host = srv.lab, srv.host
+    repo = hub.add_model("sandbox/three-cuts", total_size=16 * MIB, shards=16)
+    node = srv.node(repo.repo_id)
+    total = repo.total_size
+    # the server's link at 2 MiB/s (about 8 s), each connection at a quarter of that, resets throughout
+    hub.configure(client_link_bps=2 * MIB, bandwidth_bps=MIB // 2, reset_every_n=7)
+    checkpoints: list[tuple[set[str], dict[str, int]]] = []
+
+    def checkpoint() -> None:
+        hub.wait_idle(timeout=2)  # a finished file's counter is final; others may still be moving
+        checkpoints.append((finished_files(host, repo), dict(hub.bytes_by_file)))
+
+    def progressed(share: float) -> bool:
+        st = job_state(host)
+        return st.get("repo") == repo.repo_id and st.get("done", 0) > share * total
+
+    # 1. the job itself is killed a third of the way through: fab reports it, a rerun resumes
+    first = start_fab(lab, node, "cut1.out")
+    try:
+        wait_for("a third of the download", lambda: progressed(1 / 3), timeout=60)
+        host.run(f"kill -9 {job_pid(host)}")
+        assert first.wait(timeout=60) != 0
+    finally:
+        first.kill()
+    assert "stopped without finishing" in (lab.workdir / "cut1.out").read_text()
+    checkpoint()
+    assert 0 < len(checkpoints[-1][0]) < len(repo.files)
+
+    # 2. a new job; the SSH connection drops under the waiting fab two thirds of the way through
+    second = start_fab(lab, node, "cut2.out")
+    try:
+        wait_for("two thirds of the download", lambda: progressed(2 / 3), timeout=60)
+        pid = job_pid(host)
+        assert kill_ssh_sessions(host)
+        assert job_alive(host, pid)  # detached: the drop does not touch it
+        rc = second.wait(timeout=120)
+    finally:
+        second.kill()
+    checkpoint()
+    # the deployer reconnects and follows the same job to its end (or fails clearly; the rerun finishes)
+    second_out = (lab.workdir / "cut2.out").read_text()
+    assert ("model download complete" in second_out) if rc == 0 else ("rerun" in second_out), second_out[-3000:]
+    assert job_pid(host) == pid  # no second job was started
+
+    # 3. a rerun finds the whole model (or finishes it)
+    fab(lab, "download-model", "--node", node, "--yes")
+    assert cached_sizes(host, repo) == hub_sizes(repo)
+    hub.wait_idle()
+    assert any(r.cut for r in hub.file_log if r.repo_id == repo.repo_id)  # the CDN did reset connections
+    final = dict(hub.bytes_by_file)
+    for done, counters in checkpoints:
+        for name in done:
+            key = f"{repo.repo_id}/{name}"
+            assert final[key] == counters[key], f"{name} was fetched again after it was finished"
+    assert hub.bytes_served < 1.3 * total, (hub.bytes_served, total)  # resumed with Range, not restarted
+
+
+# ---------------------------------------------------- the data disk fills meanwhile
+def test_a_disk_that_fills_during_the_download_ends_it_at_once_with_the_numbers(srv, hub):
+    """Something else fills the data disk to the last block while the job runs: the job ends within
+    seconds with "data disk full" and the space figures, retries nothing, and once the space is
+    freed a rerun finishes without fetching the finished files again."""
+    lab, host = srv.lab, srv.host
+    repo = hub.add_model("sandbox/disk-fills", total_size=16 * MIB, shards=16)
+    node = srv.node(repo.repo_id)
+    hub.configure(client_link_bps=2 * MIB, bandwidth_bps=MIB // 2)  # about 8 s
+    filler = f"{MP}/.test-filler"
+    log_from = job_log_size(host)
+    proc = start_fab(lab, node, "fill.out")
+    try:
+        wait_for("the download to make progress",
+                 lambda: (s := job_state(host)).get("repo") == repo.repo_id and s.get("done", 0) > MIB, timeout=60)
+        # root's writes use ext4's reserved blocks too: fill until the kernel refuses a single block
+        host.run(f"fallocate -l $(( $(stat -f -c '%a*%S' {MP}) )) {filler}; "
+                 f"dd if=/dev/zero of={filler} bs=4k oflag=append conv=notrunc status=none 2>/dev/null; true",
+                 timeout=60)
+        filled = time.monotonic()
+        rc = proc.wait(timeout=60)
+        ended = time.monotonic() - filled
+    finally:
+        proc.kill()
+    out = (lab.workdir / "fill.out").read_text()
+    assert rc != 0 and "data disk full" in out, out[-3000:]
+    assert "bytes are free on" in out and "keeping" in out  # the numbers: needed, free, kept free
+    assert ended < 15, f"the job took {ended:.1f} s to give up"
+    job_log = host.read_text(f"{JOB_DIR}/job.log")[log_from:]
+    assert "retry" not in job_log, job_log
+    assert job_state(host)["state"] == "failed"
+    done_before = finished_files(host, repo)
+    hub.wait_idle()
+    counters = dict(hub.bytes_by_file)
+
+    host.run(["rm", "-f", filler])  # the operator frees the space, as the error says
+    fab(lab, "download-model", "--node", node, "--yes")
+    assert cached_sizes(host, repo) == hub_sizes(repo)
+    hub.wait_idle()
+    for name in done_before:
+        assert hub.bytes_by_file[f"{repo.repo_id}/{name}"] == counters[f"{repo.repo_id}/{name}"], name

@@ -39,7 +39,7 @@ def job(tmp_path, monkeypatch):
 
 def test_a_model_bigger_than_the_free_space_stops_at_once_with_the_numbers(job, monkeypatch, tmp_path):
     args, calls = job
-    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, {"model-00001.safetensors": 1 << 60}))
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev, hashes=None: ("a" * 40, {"model-00001.safetensors": 1 << 60}))
     assert hf_job.download(args) == 1
     state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert state["state"] == "failed" and state["error"].startswith("data disk full: the model needs ")
@@ -49,7 +49,7 @@ def test_a_model_bigger_than_the_free_space_stops_at_once_with_the_numbers(job, 
 
 def test_a_disk_that_fills_during_the_download_is_not_retried(job, monkeypatch, tmp_path):
     args, calls = job
-    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, {"small.json": 10}))
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev, hashes=None: ("a" * 40, {"small.json": 10}))
 
     def full(*a, **kw):
         calls.append(a)
@@ -76,7 +76,7 @@ def test_a_download_by_name_writes_the_ref_once_the_snapshot_is_whole(tmp_path, 
     fake = types.ModuleType("huggingface_hub")
     fake.hf_hub_download = fetch
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
-    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: (sha, files))
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev, hashes=None: (sha, files))
     args = argparse.Namespace(repo="o/m", revision="main", state_dir=str(tmp_path / "state"))
     assert hf_job.download(args) == 0
     assert (hf_job.hub_dir("o/m") / "refs" / "main").read_text() == sha
@@ -94,7 +94,7 @@ def test_files_are_fetched_in_parallel_and_a_final_failure_starts_nothing_new(jo
 
     args, calls = job
     files = {f"model-{i:05d}-of-00016.safetensors": 1000 + i for i in range(16)}
-    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev: ("a" * 40, files))
+    monkeypatch.setattr(hf_job, "remote_files", lambda repo, rev, hashes=None: ("a" * 40, files))
     monkeypatch.setattr(hf_job, "WORKERS", 8)
     monkeypatch.setattr(hf_job, "compare", lambda *a, **kw: {"missing": sorted(files), "bad": [], "complete": True})
     running, peak, lock = [0], [0], threading.Lock()
@@ -124,3 +124,38 @@ def test_files_are_fetched_in_parallel_and_a_final_failure_starts_nothing_new(jo
     assert hf_job.download(args) == 1
     assert len(calls) <= 8  # those already running; none started after
     assert json.loads((tmp_path / "state" / "state.json").read_text())["error"].startswith("data disk full")
+
+
+def test_a_file_whose_sha256_is_not_the_hubs_is_fetched_again(tmp_path, monkeypatch):
+    """A body corrupted on the way has the right size: only the hub's sha256 catches it. The file is
+    dropped and fetched again; the state file keeps the job's start time."""
+    import hashlib  # noqa: PLC0415
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(hf_job, "MAX_WAIT_S", 0.01)
+    sha = "b" * 40
+    good = b"weights!" * 100
+    files = {"config.json": 3, "model.safetensors": len(good)}
+    snap = hf_job.hub_dir("o/m") / "snapshots" / sha
+    bodies = {"model.safetensors": [b"X" * len(good), good], "config.json": [b"{ }"]}
+    fetched = []
+
+    def fetch(repo, name, revision):
+        fetched.append(name)
+        (snap / name).parent.mkdir(parents=True, exist_ok=True)
+        (snap / name).write_bytes(bodies[name].pop(0))
+
+    def listing(repo, rev, hashes=None):
+        hashes["model.safetensors"] = hashlib.sha256(good).hexdigest()
+        return sha, files
+
+    fake = types.ModuleType("huggingface_hub")
+    fake.hf_hub_download = fetch
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    monkeypatch.setattr(hf_job, "remote_files", listing)
+    args = argparse.Namespace(repo="o/m", revision="main", state_dir=str(tmp_path / "state"))
+    assert hf_job.download(args) == 0
+    assert sorted(fetched) == ["config.json", "model.safetensors", "model.safetensors"]
+    assert (snap / "model.safetensors").read_bytes() == good
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["state"] == "complete" and state["started"] <= state["updated"]

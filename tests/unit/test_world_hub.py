@@ -248,6 +248,100 @@ def test_global_throttle_is_shared(hub):
     assert 0.9 <= elapsed < 1.6  # 2 MB at 2 MB/s in total, not 1 MB at 2 MB/s each
 
 
+def fetch_from(url: str, source: str) -> int:
+    """GET url from a given local source address (one client address = one server's link); body length."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20, source_address=(source, 0))
+    try:
+        conn.request("GET", u.path)
+        return len(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def timed_parallel(jobs) -> tuple[float, list]:
+    """Run the callables at once; (seconds until the last ended, their results)."""
+    out: list = [None] * len(jobs)
+
+    def run(i, fn):
+        out[i] = fn()
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(jobs)]
+    t = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return time.monotonic() - t, out
+
+
+def _shards_repo(n: int, size: int) -> SyntheticRepo:
+    return SyntheticRepo("sandbox/cdn", {f"s{i}.bin": Blob.generated(f"cdn{i}", size) for i in range(n)})
+
+
+def test_cdn_caps_each_connection_and_the_clients_link(hub):
+    # the link carries 4 MB/s, each connection 0.5 MB/s: one connection gets 1/8 of the link,
+    # eight get all of it, sixteen no more than all of it
+    hub.add_repo(_shards_repo(16, MB // 2))
+    hub.configure(bandwidth_bps=MB // 2, client_link_bps=4 * MB, lfs_redirect=False)
+    url = f"{hub.url}/sandbox/cdn/resolve/main/s{{}}.bin"
+    one, _ = timed_parallel([lambda: fetch_from(url.format(0), "127.0.0.1")])
+    assert 0.85 <= one < 1.4  # 0.5 MB at 0.5 MB/s
+    eight, sizes = timed_parallel([lambda i=i: fetch_from(url.format(i), "127.0.0.1") for i in range(8)])
+    assert sizes == [MB // 2] * 8
+    assert 0.85 <= eight < 1.5  # 4 MB at the link's 4 MB/s: the per-connection cap is no limit any more
+    sixteen, _ = timed_parallel([lambda i=i: fetch_from(url.format(i), "127.0.0.1") for i in range(16)])
+    assert 1.8 <= sixteen < 2.8  # 8 MB: the link, not 16 x 0.5 MB/s
+
+
+def test_each_client_address_has_a_link_of_its_own(hub):
+    hub.add_repo(_shards_repo(2, MB))
+    hub.configure(client_link_bps=MB, lfs_redirect=False)
+    url = f"{hub.url}/sandbox/cdn/resolve/main/s{{}}.bin"
+    apart, _ = timed_parallel([lambda: fetch_from(url.format(0), "127.0.0.1"),
+                               lambda: fetch_from(url.format(1), "127.0.0.2")])
+    assert 0.85 <= apart < 1.5  # two servers, 1 MB each on its own 1 MB/s link
+    shared, _ = timed_parallel([lambda: fetch_from(url.format(0), "127.0.0.1"),
+                                lambda: fetch_from(url.format(1), "127.0.0.1")])
+    assert 1.8 <= shared < 2.8  # one server: both share its link
+
+
+def test_cdn_slows_and_resets_every_nth_connection(hub):
+    import http.client
+
+    hub.add_repo(_shards_repo(4, MB // 4))
+    hub.configure(slow_every_n=2, slow_bps=MB // 4, reset_every_n=3, lfs_redirect=False)
+    url = f"{hub.url}/sandbox/cdn/resolve/main/s{{}}.bin"
+    times = []
+    for i in range(4):
+        t = time.monotonic()
+        if i == 2:  # the third GET is reset half-way: the client sees a short body
+            with pytest.raises(http.client.IncompleteRead):
+                fetch(url.format(i))
+        else:
+            assert len(fetch(url.format(i))[2]) == MB // 4
+        times.append(time.monotonic() - t)
+    hub.wait_idle()
+    gets = [r for r in hub.file_log if r.method == "GET"]
+    assert [r.cut for r in gets] == [False, False, True, False]
+    assert gets[2].sent == MB // 8
+    assert times[0] < 0.5 and times[1] >= 0.85 and times[3] >= 0.85  # the 2nd and 4th at 0.25 MB/s
+
+
+def test_snapshot_download_through_a_flaky_cdn_gets_every_byte_once_or_resumed(hub, tmp_path):
+    repo = hub.add_model("sandbox/flaky", total_size=16 * MB, shards=16)
+    hub.configure(reset_every_n=4, slow_every_n=5, slow_bps=4 * MB)
+    path = snapshot_download(repo.repo_id, cache_dir=tmp_path, endpoint=hub.url, max_workers=8)
+    assert_snapshot_matches(path, repo)
+    hub.wait_idle()
+    assert any(r.cut for r in hub.file_log)
+    # resumed with Range, never from scratch: at most the client's buffered chunk is fetched again
+    assert hub.bytes_served < 1.5 * repo.total_size
+
+
 def test_hf_cli_download_into_hf_home(hub, tmp_path):
     hf_bin = Path(sys.executable).with_name("hf")
     if not hf_bin.exists():
