@@ -35,11 +35,25 @@ def binds_internal(cfg) -> bool:
     return cfg["INTERNAL_BIND_ADDRESS"] not in ("0.0.0.0", "::")
 
 
+CALLBACK_PORT = 9100  # the api's ML server: PoC batches from the ML nodes
+
+
+def own_addresses(cfg) -> dict[int, str]:
+    """Internal ports with an address of their own: a network node with a PRIVATE_IP takes its ML
+    nodes' PoC callbacks (9100) on that address only (docs host/multiple-nodes)."""
+    try:
+        private, kind = cfg["PRIVATE_IP"], cfg["NODE_KIND"]
+    except KeyError:
+        return {}
+    return {CALLBACK_PORT: private} if private and kind != "mlnode" else {}
+
+
 def bound_text(cfg, text: str) -> str:
     """A compose file's text with every binding the deployer keeps applied."""
     env = render.config_env_values(cfg)
     if binds_internal(cfg):
-        text = bind_internal_ports(text, internal_ports(cfg), cfg["INTERNAL_BIND_ADDRESS"], env, ADMIN_PORTS)
+        text = bind_internal_ports(text, internal_ports(cfg), cfg["INTERNAL_BIND_ADDRESS"], env, ADMIN_PORTS,
+                                   own_addresses(cfg))
     return publish_p2p(text, int(cfg["P2P_PORT"]), env)
 
 
@@ -48,7 +62,8 @@ def binding_problems(cfg, text: str) -> list[str]:
     env = render.config_env_values(cfg)
     wrong = []
     if binds_internal(cfg):
-        wrong += misbound_mappings(text, internal_ports(cfg), cfg["INTERNAL_BIND_ADDRESS"], env, ADMIN_PORTS)
+        wrong += misbound_mappings(text, internal_ports(cfg), cfg["INTERNAL_BIND_ADDRESS"], env, ADMIN_PORTS,
+                                   own_addresses(cfg))
     return wrong + p2p_mismatches(text, int(cfg["P2P_PORT"]), env)
 
 

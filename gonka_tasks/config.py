@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
+from . import nodekind, paths
 from .address import cold_address
 from .configfile import parse_text
 from .confkeys import (
@@ -144,6 +144,20 @@ class NodeConfig:
     def flag(self, key: str) -> bool:
         return self.values[key].strip().lower() in TRUE_WORDS
 
+    # several servers (nodekind.py)
+    @property
+    def kind(self) -> str:
+        """`network` (chain + API, maybe its own ML node) or `mlnode` (an ML-node server)."""
+        return nodekind.kind_of(self.values)
+
+    @property
+    def is_mlnode(self) -> bool:
+        return self.kind == nodekind.MLNODE
+
+    @property
+    def private_ip(self) -> str:
+        return self.values.get("PRIVATE_IP", "")
+
     # local places
     @property
     def artefacts(self) -> Path:
@@ -193,9 +207,9 @@ def load(path: Path | str, project_dir: Path | None = None) -> NodeConfig:
         text = text[1:]
     parsed = parse_text(text, source)
     raw, problems = parsed.values, parsed.problems
-    values = apply_defaults(raw)
+    values, kind_warnings = nodekind.apply_kind(raw, apply_defaults(raw), path.stem)
     if not problems or raw:
-        problems += validate(values, base_dir=project, secrets=parsed.secrets)
+        problems += validate(values, base_dir=project, secrets=parsed.secrets, raw=raw)
     if problems:
         # a required key that is missing because it was mistyped: say where the typo is
         typos = parsed.typos
@@ -203,5 +217,5 @@ def load(path: Path | str, project_dir: Path | None = None) -> NodeConfig:
                     if p.endswith(": required, missing or empty") and p.split(":")[0] in typos else p
                     for p in problems]
         raise ConfigError(problems, source)
-    return NodeConfig(path=path, values=values, warnings=tuple(parsed.warnings), project_dir=project,
+    return NodeConfig(path=path, values=values, warnings=tuple(parsed.warnings + kind_warnings), project_dir=project,
                       hidden=tuple(dict.fromkeys(s for s in parsed.secrets if s)))

@@ -78,6 +78,15 @@ DEFAULTS: dict[str, str | None] = {
     "RPC_TIMEOUT": "300",
     "REGISTRATION_TIMEOUT": "180",
     "LAUNCH_TIMEOUT": "900",
+    # several servers (docs host/multiple-nodes): NODE_KIND=mlnode is a server running only the ML
+    # node, tied to its network node (NETWORK_NODE: that node's config, a name or a path).
+    # PRIVATE_IP: this server's address on the private network (an ML node is reached there; a
+    # network node gets its ML nodes' PoC callbacks there, on 9100). MLNODE_IMAGE: another ML node
+    # image than the compose file's (a compose override file; `fab roll-ml-nodes` rolls it out).
+    "NODE_KIND": "network",
+    "NETWORK_NODE": "",
+    "PRIVATE_IP": "",
+    "MLNODE_IMAGE": "",
 }
 KNOWN_KEYS = frozenset(DEFAULTS)
 

@@ -97,10 +97,12 @@ def _last_error(run) -> str:
 
 
 def _phase_numbers(names: list[str]) -> str:
-    """Changed phases as their numbers (`1,2,3,...`), '-' when nothing changed."""
-    from .phases import phase_named  # noqa: PLC0415
+    """Changed phases as their numbers (`1,2,3,...`), '-' when nothing changed; a stage that is no
+    numbered phase (an ML-node server's `ml-node`) by its name."""
+    from .phases import PHASES  # noqa: PLC0415
 
-    return ",".join(str(phase_named(n).number) for n in names) or "-"
+    numbers = {p.name: str(p.number) for p in PHASES}
+    return ",".join(numbers.get(n, n) for n in names) or "-"
 
 
 SUMMARY_COLUMNS = ("node", "result", "phases changed", "time", "failure")

@@ -26,22 +26,26 @@ def host_port(host: str, env: dict[str, str]) -> int | None:
     return int(value) if value and re.fullmatch(r"[0-9]{1,10}", value) else None
 
 
-def _wanted(port: int | None, ports: set[int], address: str, loopback_only: frozenset[int]) -> str | None:
-    """The address a mapping of `port` must listen on, or None when the port is not internal."""
+def _wanted(port: int | None, ports: set[int], address: str, loopback_only: frozenset[int],
+            at: dict[int, str] | None = None) -> str | None:
+    """The address a mapping of `port` must listen on, or None when the port is not internal.
+    `at`: ports with an address of their own (the PoC callback port on the private network)."""
     if port not in ports:
         return None
+    if at and port in at:
+        return at[port]
     return "127.0.0.1" if port in loopback_only else address
 
 
 def bind_internal_ports(text: str, ports: set[int], address: str, env: dict[str, str],
-                        loopback_only: frozenset[int] = frozenset()) -> str:
+                        loopback_only: frozenset[int] = frozenset(), at: dict[int, str] | None = None) -> str:
     """Compose text with every mapping of a host port in `ports` bound to `address` (or to loopback
     for `loopback_only` ports, e.g. the admin API, which must never leave the machine)."""
     out = []
     for line in text.splitlines(keepends=True):
         body = line.rstrip("\n")
         m = _MAPPING.match(body)
-        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only) if m else None
+        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only, at) if m else None
         if m and want and m.group("ip") != want:
             q = m.group("q") or '"'
             body = (f"{m.group('lead')}{q}{want}:{m.group('host')}:{m.group('cont')}{m.group('proto') or ''}{q}"
@@ -52,12 +56,12 @@ def bind_internal_ports(text: str, ports: set[int], address: str, env: dict[str,
 
 
 def misbound_mappings(text: str, ports: set[int], address: str, env: dict[str, str],
-                      loopback_only: frozenset[int] = frozenset()) -> list[str]:
+                      loopback_only: frozenset[int] = frozenset(), at: dict[int, str] | None = None) -> list[str]:
     """Mappings of `ports` that do not listen where they should (every interface, or another address)."""
     found = []
     for line in text.splitlines():
         m = _MAPPING.match(line)
-        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only) if m else None
+        want = _wanted(host_port(m.group("host"), env), ports, address, loopback_only, at) if m else None
         if m and want and m.group("ip") != want:
             found.append(line.strip())
     return found

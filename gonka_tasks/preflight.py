@@ -56,6 +56,8 @@ class Needs:
     """HF_TOKEN is set: a 401/403 from the hub is a gated model, checked with the token later."""
     urls: dict[str, str] = field(default_factory=dict)
     """What the reach checks asked ("git", "hub", "seed"), named in their lines."""
+    network_node: bool = True
+    """False on an ML-node server (NODE_KIND=mlnode): no 64 GB RAM floor, no seed to reach."""
 
 
 def _q(s: str) -> str:
@@ -81,11 +83,11 @@ def _reach(url: str) -> str:
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.mlnode.yml")
 
 
-def _images_probe(repo: str, ref: str) -> str:
+def _images_probe(repo: str, ref: str, files: tuple[str, ...] = COMPOSE_FILES) -> str:
     """The compose files' images at GONKA_REF, read from the git remote into a temporary directory
     (removed again), each with the registry's manifest (asked in parallel), or `present` when
     Docker already has it."""
-    shows = " ".join(f"FETCH_HEAD:deploy/join/{f}" for f in COMPOSE_FILES)
+    shows = " ".join(f"FETCH_HEAD:deploy/join/{f}" for f in files)
     return (f"t=$(mktemp -d) && trap 'rm -rf \"$t\"' EXIT && git init -q \"$t/g\" && "
             f"timeout {PROBE_TIMEOUT_S * 6} git -C \"$t/g\" fetch -q --depth 1 {_q(repo)} {_q(ref)} && "
             f"git -C \"$t/g\" show {shows} | sed -n 's/^[[:space:]]*image:[[:space:]]*//p' | tr -d '\"'\\'' ' | "
@@ -108,6 +110,7 @@ def reach_urls(cfg) -> dict[str, str]:
 def probes(cfg) -> dict[str, str]:
     """The read-only commands of one preflight (name -> command)."""
     urls = reach_urls(cfg)
+    mlnode = getattr(cfg, "is_mlnode", False)
     out = {
         "os": ". /etc/os-release && echo \"$ID $VERSION_ID\" && uname -m",
         "docker": "docker version --format '{{.Server.Version}}' 2>&1",
@@ -123,12 +126,14 @@ def probes(cfg) -> dict[str, str]:
         "git": f"timeout {PROBE_TIMEOUT_S * 2} git ls-remote -q --exit-code {_q(cfg['GONKA_REPO'])} HEAD >/dev/null 2>&1; echo $?",
         "hub": _reach(urls["hub"] + "?blobs=true"),
         "seed": _reach(urls["seed"]),
-        "registry": _images_probe(cfg["GONKA_REPO"], cfg["GONKA_REF"]),
+        "registry": _images_probe(cfg["GONKA_REPO"], cfg["GONKA_REF"], COMPOSE_FILES[1:] if mlnode else COMPOSE_FILES),
         "data": f"df -PB1 {_q(cfg.mount_point)} | tail -n 1; findmnt -n -o SOURCE --mountpoint {_q(cfg.mount_point)}",
         "disk": f"lsblk -b -n -o SIZE,FSTYPE {_q(cfg.data_disk)}",
         "cached": f"du -sb {_q(cfg.hf_home + '/hub/models--' + cfg['MODEL'].replace('/', '--'))}",
         "chain": f"ls -d {_q(cfg.join_dir + '/.inference/data')}",
     }
+    if mlnode:  # an ML-node server runs no chain and never asks the seed
+        del out["seed"], out["chain"]
     return out
 
 
@@ -334,7 +339,7 @@ def evaluate(res: dict, needs: Needs) -> list[Check]:
     m = re.search(r"MemTotal:\s+(\d+)\s*kB", out("mem"))
     if m:
         ram = int(m.group(1)) * 1024
-        want = NETWORK_NODE_RAM_GB * 10 ** 9
+        want = NETWORK_NODE_RAM_GB * 10 ** 9 if needs.network_node else 0
         gpu_total = sum(mb for _, mb in gpus) * 1024 ** 2
         if gpu_total:
             want = max(want, int(gpu_total * 1.5))
@@ -414,7 +419,7 @@ def evaluate(res: dict, needs: Needs) -> list[Check]:
              ("seed", http_status(out("seed")) == "200", f"{needs.urls.get('seed', 'SEED_API_URL')}: {answered('seed')}",
               "the seed fails (HTTP 5xx): try again later, or point SEED_API_URL at another seed"
               if http_status(out("seed")).startswith("5") else "check SEED_API_URL and the firewall")]
-    for name, good, why, fix in reach:
+    for name, good, why, fix in [r for r in reach if r[0] != "seed" or "seed" in res]:  # no seed on an ML server
         add(Check(f"reach {name}", "PASS" if good else "FAIL", "reachable" if good else why, "" if good else fix))
     if "registry" in res:
         bad = {i: s for i, s in sizes.items() if not isinstance(s, int)}

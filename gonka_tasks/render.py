@@ -32,7 +32,7 @@ def config_env_values(cfg: NodeConfig) -> dict[str, str]:
         "SEED_API_URL": v["SEED_API_URL"],
         "SEED_NODE_RPC_URL": v["SEED_NODE_RPC_URL"],
         "SEED_NODE_P2P_URL": v["SEED_NODE_P2P_URL"],
-        "DAPI_API__POC_CALLBACK_URL": "http://api:9100",
+        "DAPI_API__POC_CALLBACK_URL": poc_callback_url(cfg),
         "DAPI_CHAIN_NODE__URL": "http://node:26657",
         "DAPI_CHAIN_NODE__P2P_URL": "http://node:26656",
         "RPC_SERVER_URL_1": v["RPC_SERVER_URL_1"],
@@ -41,6 +41,33 @@ def config_env_values(cfg: NodeConfig) -> dict[str, str]:
         "INFERENCE_PORT": v["INFERENCE_PORT"],
         "KEYRING_BACKEND": "file",
     }
+
+
+def poc_callback_url(cfg: NodeConfig) -> str:
+    """Where ML nodes send PoC batches: the api on the compose network, or, once the network node has a
+    PRIVATE_IP, that address (docs host/multiple-nodes: ML nodes on other servers must reach it)."""
+    ip = cfg.values.get("PRIVATE_IP", "")
+    if not ip:
+        return "http://api:9100"
+    return f"http://[{ip}]:9100" if ":" in ip else f"http://{ip}:9100"
+
+
+MLNODE_ENV_ORDER = ("HF_HOME", "PORT", "INFERENCE_PORT")
+
+
+def mlnode_env(cfg: NodeConfig) -> str:
+    """config.env of an ML-node server: only what docker-compose.mlnode.yml interpolates (no secret),
+    so that `source config.env && docker compose -f docker-compose.mlnode.yml up -d` works by hand too."""
+    values = {"HF_HOME": cfg.hf_home, "PORT": cfg.values["PORT"], "INFERENCE_PORT": cfg.values["INFERENCE_PORT"]}
+    lines = ["# Written by gonka-deploy for an ML-node server (NODE_KIND=mlnode); rerun `fab add-ml-node` to change it."]
+    lines += [f"export {name}={shlex.quote(values[name])}" for name in MLNODE_ENV_ORDER]
+    return "\n".join(lines) + "\n"
+
+
+def image_override(service: str, image: str) -> str:
+    """A compose override file that runs `service` from `image` (JSON is YAML: no quoting pitfalls)."""
+    return ("# Written by gonka-deploy: the ML node image (MLNODE_IMAGE); not a file of the gonka repository.\n"
+            + json.dumps({"services": {service: {"image": image}}}, indent=2) + "\n")
 
 
 def config_env(cfg: NodeConfig) -> str:

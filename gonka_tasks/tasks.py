@@ -200,7 +200,8 @@ def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=Non
            update_repo=False, accept_new_host_key=False, parallel=1, no_pipeline=False, accept_lost_mnemonic=False,
            install_prereqs=False):
     """Full deploy: validate and preflight, then phases 1-7 on one connection (each step skips what is done)."""
-    run_task(c, node, nodes, phases.deploy, checks=only not in ("verify", "7"), opts={
+    from .mltasks import deploy_node, run_mixed  # noqa: PLC0415 - ML-node configs deploy after network nodes
+    run_mixed(c, node, nodes, deploy_node, checks=only not in ("verify", "7"), opts={
         "yes": yes, "plan": plan, "from_": from_, "only": only, "wipe_disk": wipe_disk,
         "update_repo": update_repo, "accept_new_host_key": accept_new_host_key, "parallel": parallel,
         "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic, "install_prereqs": install_prereqs})
@@ -281,11 +282,29 @@ def backup_keys(c, node=None, nodes=None, plan=False, accept_new_host_key=False)
              ask=False)
 
 
+@node_task(
+    version="the upgrade's plan name, e.g. v0.2.14 (Cosmovisor's upgrades/<version>/ directory)",
+    checksums="the published sha256 sums: a local file or an http(s) URL (`<sha256>  <file>` lines for "
+              "inferenced-amd64.zip and decentralized-api-amd64.zip, optionally the unpacked binaries)",
+    releases_url="where the release zips are (default https://github.com/gonka-ai/gonka/releases/download)")
+def stage_upgrade(c, node=None, nodes=None, version=None, checksums=None, releases_url=None, yes=False, plan=False,
+                  accept_new_host_key=False):
+    """Pre-stage a chain upgrade: download the chain and API binaries of --version on the server, check them
+    with `sha256sum --check` against --checksums, check the free space Cosmovisor's backup needs, and place
+    them in .inference/ and .dapi/cosmovisor/upgrades/<version>/ (never the running binary); a rerun skips."""
+    from .phases.upgrade import stage_upgrade as stage  # noqa: PLC0415
+    run_task(c, node, nodes, stage, {"yes": yes, "plan": plan, "accept_new_host_key": accept_new_host_key,
+                                     "version": version, "checksums": checksums, "releases_url": releases_url})
+
+
 def build_namespace() -> Collection:
     """The collection `fab` shows: every task of the mission."""
     ns = Collection()
     for t in (deploy, validate, prepare_server, download_model, configure, start_base, configure_chain,
-              launch, verify, status, backup_keys):
+              launch, verify, status, backup_keys, stage_upgrade):
+        ns.add_task(t)
+    from .mltasks import TASKS as ML_TASKS  # noqa: PLC0415 - ML nodes on their own servers
+    for t in ML_TASKS:
         ns.add_task(t)
     try:
         from gonka_sim.demo import demo  # noqa: PLC0415 - the demo is optional (needs the simulated world)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import paths
+from . import nodekind, paths
 from .address import pubkey_bytes
 from .confkeys import DEFAULTS, FALSE_WORDS, SECRET_KEYS, TRUE_WORDS, parse_model_args, split_ssh_keys
 from .secretnames import mask_message, redactor, show
@@ -143,10 +143,12 @@ def _check_int(v: str, lo: int, hi: int) -> str | None:
     return None
 
 
-def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: Iterable[str] = ()) -> list[str]:
+def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: Iterable[str] = (),
+             raw: dict[str, str] | None = None) -> list[str]:
     """Every problem of a defaulted config, as `KEY: what is wrong (got '...')` lines, secrets masked.
 
     `secrets`: more values to mask (those of mistyped secret keys); the secret keys' own are added.
+    `raw`: the values as written (before defaults), for the keys a node kind refuses.
     """
     problems: list[str] = []
     redact = redactor([*secrets, *(values.get(k, "") for k in sorted(SECRET_KEYS))])
@@ -155,8 +157,9 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
         if what:
             problems.append(f"{key}: {what} (got '{show(key, values.get(key, ''), redact)}')")
 
+    mlnode = nodekind.kind_of(values) == nodekind.MLNODE
     for key, default in DEFAULTS.items():
-        if default is None and not values.get(key, "").strip():
+        if default is None and not values.get(key, "").strip() and not (mlnode and key in nodekind.NETWORK_REQUIRED):
             problems.append(f"{key}: required, missing or empty")
     v = values.get
 
@@ -227,6 +230,7 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
     for k in ("P2P_EXTERNAL_ADDRESS", "SEED_NODE_P2P_URL"):
         if v(k):
             bad(k, check_url(v(k), ("tcp",)))
+    allow_private = allow_private or mlnode  # an ML-node server announces nothing to the chain
     if v("PUBLIC_URL") and not check_url(v("PUBLIC_URL")) and not allow_private:
         host = urlsplit(v("PUBLIC_URL")).hostname or ""
         if not is_public_host(host):
@@ -300,5 +304,6 @@ def validate(values: dict[str, str], *, base_dir: Path | None = None, secrets: I
         bad(k, _check_int(v(k, ""), 1, 86400))
     for k in ("ALLOW_PRIVATE_ADDRESSES", "ALLOW_UNAPPROVED_MODEL", "ADOPT_DISK"):
         bad(k, _check_bool(v(k, "")))
+    problems += nodekind.kind_problems(raw if raw is not None else values, values)
     # checks quote values in their own words (a peer, a URL's port): mask secrets there too
     return [mask_message(p, redact) for p in problems]

@@ -49,6 +49,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import lan as lan_mod
 from .resources import (  # noqa: F401 - also this module's API (tests and tools use sandbox.<name>)
     BASE_ENV,
     DEFAULT_BASE,
@@ -117,6 +118,16 @@ class SandboxHost:
     def ip(self) -> str:
         """The host's address (its eth0): where SSH connects."""
         return addresses(self.idx)[1]
+
+    @property
+    def private_ip(self) -> str | None:
+        """The host's address on its private LAN (eth1), None when it joined none."""
+        return None if self._state.lan is None else lan_mod.address(self._state.lan, self.idx)
+
+    @property
+    def lan(self) -> int | None:
+        """The private LAN's number, None when the host joined none."""
+        return self._state.lan
 
     @property
     def runner_ip(self) -> str:
@@ -190,7 +201,7 @@ class SandboxHost:
     @classmethod
     def up(cls, name: str, idx: int, *, base: str | Path | None = None, provision: Sequence[str | Path] = (),
            server_root: str | Path | None = SERVER, disk_size: str | int = "2G",
-           disk: str = "vdc", system_disk: bool = False) -> SandboxHost:
+           disk: str = "vdc", system_disk: bool = False, lan: int | None = None) -> SandboxHost:
         """Bring up a new host and wait until its sshd answers.
 
         `server_root` (default: the simulated server software, built by gonka_sim.server.install;
@@ -200,6 +211,8 @@ class SandboxHost:
         first; a live one is an error.
         """
         check_name(name, idx)
+        if lan is not None:
+            lan_mod.check_lan(lan)
         if not DISK_RE.fullmatch(disk):
             raise ValueError(f"disk name {disk!r}: a plain name like vdc")
         trees = [Path(p).resolve() for p in provision]
@@ -216,7 +229,7 @@ class SandboxHost:
             trees.insert(0, Path(server_root).resolve())
         base = Path(base or base_dir()).resolve()
         state = HostState(name=name, idx=idx, disk=disk, disk_size=parse_size(disk_size), system_disk=system_disk,
-                          provision=[str(t) for t in trees], owner=process_id(os.getpid()))
+                          provision=[str(t) for t in trees], owner=process_id(os.getpid()), lan=lan)
         host = cls(state, base)
         with _base_lock(base):
             host._claim()
@@ -317,6 +330,8 @@ class SandboxHost:
             "link set lo up\n"
             f"addr add {self.ip}/24 dev eth0\n"
             "link set eth0 up\n"))
+        if st.lan is not None:
+            lan_mod.join(st.lan, ifname, st.name, st.idx)
 
     def _make_system_disk(self) -> None:
         """/dev/vda and /dev/vda1: a GPT disk image and the ext4 image standing for its partition
@@ -485,6 +500,7 @@ class SandboxHost:
             "RUNNER_IP": self.runner_ip, "KEY": str(self.key), "KNOWN_HOSTS": str(self.known_hosts),
             "LOOP": self.loop or "", "DISK": self.disk, "ROOT": str(self.root), "PID": str(self.pid),
             "STATE_DIR": str(self.state_dir), "SSH": shlex.join(self.ssh_command()),
+            "PRIVATE_IP": self.private_ip or "",
         }
 
 
@@ -556,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--provision", action="append", default=[], metavar="DIR",
                    help="extra tree copied into the host's root (repeatable)")
     u.add_argument("--no-server-root", action="store_true", help="a bare host: without the simulated server software")
+    u.add_argument("--lan", type=int, help="also join private LAN N (eth1 on 10.201.N.IDX/24)")
     for op in ("reset", "down", "show"):
         sub.add_parser(op, help=f"{op} host NAME").add_argument("name")
     s = sub.add_parser("sweep", help="tear down hosts whose owner process is gone")
@@ -569,7 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.op == "up":
         host = SandboxHost.up(args.name, args.idx, base=args.base, provision=args.provision,
                               server_root=None if args.no_server_root else SERVER,
-                              disk_size=args.size)
+                              disk_size=args.size, lan=args.lan)
     elif args.op == "reset":
         host = reset(args.name, args.base)
     elif args.op == "show":

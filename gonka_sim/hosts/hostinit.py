@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 
 # mount(2) flags and friends (linux/mount.h)
@@ -376,6 +377,18 @@ def provision(count: int) -> None:
         shutil.copyfile("/etc/docker/daemon.json", "/var/lib/gonka-sim/dockerd.json")
 
 
+BOOT = "/usr/local/lib/gonka-sim/boot"
+
+
+def boot_services() -> None:
+    """Boot-time units of the simulated server software: the kernel's tables start empty (the
+    network namespace outlives a reset), netfilter-persistent restores its saved rules when
+    installed, then dockerd programs its chains (gonka_sim.server.firewall)."""
+    if os.access(BOOT, os.X_OK):
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        subprocess.run([BOOT], env=env, stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+
 def drop_capabilities() -> None:
     """Remove the machine-wide capabilities from the bounding set (kept across exec)."""
     for name, cap in DROPPED_CAPS.items():
@@ -403,6 +416,7 @@ def main(spec_path: str) -> None:
     fresh_dirs(spec)
     identity_files(spec)
     provision(len(spec["provision"]))
+    boot_services()
     fault_hook()
     drop_capabilities()
     print(f"hostinit: {spec['hostname']} ready, exec sshd", flush=True)

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from . import lan
+
 BASE_ENV = "GONKA_SANDBOX_BASE"
 IDX0_ENV = "GONKA_SANDBOX_IDX0"
 DEFAULT_BASE = "/tmp/gonka-sandbox"
@@ -225,6 +227,7 @@ class HostState:
     system_loops: list[str] | None = None  # [whole disk, partition] when system_disk
     netns: str | None = None
     veth: str | None = None  # the runner's end of the pair
+    lan: int | None = None  # private LAN joined (eth1 on 10.201.LAN.IDX, see lan.py)
     unshare: list[int] | None = None  # the `unshare` process (parent of the namespace's pid 1)
     init: list[int] | None = None  # pid 1 of the host (sshd), as seen from the runner
 
@@ -288,6 +291,8 @@ def _teardown(base: Path, name: str, state: HostState | None) -> None:
         _tool("ip", "link", "del", veth, check=False)
     if netns and Path(f"/run/netns/{netns}").exists():
         _tool("ip", "netns", "del", netns, check=False)
+    if state is not None and state.lan is not None:
+        lan.leave(state.lan, name)  # the LAN's namespace goes with its last host
     # Only a dir that is ours: a state dir, right under base.
     if state_dir.parent == base and NAME_RE.fullmatch(name):
         shutil.rmtree(state_dir, ignore_errors=True)

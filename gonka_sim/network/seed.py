@@ -43,6 +43,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..server.chainkeys import address_from_b64 as cold_address
 from ..server.chainkeys import bech32_decode
+from .epochs import EpochClock
 from .httpbase import Knobs, Request, SimServer, route
 
 __all__ = [
@@ -244,6 +245,10 @@ class SeedServer(SimServer):
             ("GET", r"/v2/accounts/([^/]+)/?", self._get_account),
             ("GET", r"/v2/participants/([^/]+)/?", self._get_participant),
             ("GET", r"/v1/governance/models/?", self._models),
+            # epochs on a clock the tests drive (epochs.py): advance_epoch(), set_phase()
+            ("GET", r"/v1/epochs/latest/?", self._epoch_latest),
+            ("GET", r"/v1/epochs/(current|\d+)/participants/?", self._epoch_participants),
+            ("POST", r"/gonka-sim/v1/ml-nodes/?", self._ml_nodes_report),
             ("GET", r"/chain-rpc/status/?", self._status),
             ("POST", r"/chain-rpc/?", self._jsonrpc),
         ]
@@ -255,6 +260,7 @@ class SeedServer(SimServer):
         self.failed_txs: list[FailedTx] = []
         self._t0 = time.monotonic()
         self._frozen_height: int | None = None
+        self.epochs = EpochClock(first_index=1, height=self.height)
 
     # -- Python-side helpers for tests -----------------------------------------------------------
 
@@ -286,6 +292,29 @@ class SeedServer(SimServer):
         with self.lock:
             self.accounts[address] = acct
         return acct
+
+    def advance_epoch(self) -> int:
+        """The next epoch's PoC happened (see epochs.EpochClock); returns the new epoch's index."""
+        return self.epochs.advance_epoch()
+
+    def set_phase(self, phase: str) -> str:
+        """Put the current epoch in a phase: "poc", "validate", "inference" or an EpochPhase name."""
+        return self.epochs.set_phase(phase)
+
+    def _epoch_latest(self, req: Request) -> None:
+        req.handler.send_json(200, self.epochs.latest())
+
+    def _epoch_participants(self, req: Request, which: str) -> None:
+        status, body = self.epochs.participants_json(which)
+        req.handler.send_json(status, body)
+
+    def _ml_nodes_report(self, req: Request) -> None:
+        try:
+            self.epochs.report(req.json())
+        except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+            self._error(req, 400, str(exc))
+            return
+        req.handler.send_json(200, {"ok": True})
 
     def is_visible(self, address: str) -> bool:
         """Whether GET /v2/participants/<address> would answer 200 now."""

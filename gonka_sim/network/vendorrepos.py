@@ -47,9 +47,9 @@ def pgp_keys() -> dict[str, bytes]:
     return out
 
 
-@lru_cache(maxsize=1)
-def tls_material() -> tuple[bytes, bytes, bytes]:
-    """(CA cert PEM, server cert PEM, server key PEM) for the vendor names."""
+@lru_cache(maxsize=4)
+def tls_material(names: tuple[str, ...] = NAMES) -> tuple[bytes, bytes, bytes]:
+    """(CA cert PEM, server cert PEM, server key PEM) for `names` (default: the vendor names)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -68,10 +68,10 @@ def tls_material() -> tuple[bytes, bytes, bytes]:
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAMES[0])]))
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in NAMES]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
@@ -91,6 +91,17 @@ def content(host: str, path: str) -> bytes | None:
     return None
 
 
+def send_octets(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes, location: str = "") -> None:
+    """One whole answer as a file download (the vendors' and GitHub's release hosts answer alike)."""
+    handler.send_response(status)
+    if location:
+        handler.send_header("Location", location)
+    handler.send_header("Content-Type", "application/octet-stream")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "GitHub.com"
 
@@ -98,15 +109,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         host = (self.headers.get("Host") or "").split(":")[0]
         body = content(host, self.path.split("?")[0])
         self.server.hits.append((host, self.path, 200 if body is not None else 404))
-        if body is None:
-            body = b"404: Not Found"
-            self.send_response(404)
-        else:
-            self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_octets(self, 200 if body is not None else 404, body if body is not None else b"404: Not Found")
 
     def log_message(self, *args):
         pass

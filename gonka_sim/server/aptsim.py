@@ -41,7 +41,12 @@ PACKAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "curl": ("7.88.1-10+deb12u8", ("/usr/bin/curl",)),
     "ca-certificates": ("20230311", ()),
     "gnupg": ("2.2.40-1.1", ()),
+    "iptables": ("1.8.9-2", ()),  # the binaries are the runner's, seen through the host's root
+    # Debian's persistence of iptables rules (firewall.py); iptables-persistent depends on it
+    "netfilter-persistent": ("1.0.20", ("/usr/sbin/netfilter-persistent",)),
+    "iptables-persistent": ("1.0.20", ("/usr/share/netfilter-persistent/plugins.d/15-ip4tables",)),
 }
+DEPENDS = {"iptables-persistent": ("netfilter-persistent", "iptables")}
 # vendor repositories: the host name their sources.list line names -> their packages. Known to
 # apt only after `update` read a line for them whose signed-by keyring exists (docs.docker.com
 # "Install using the apt repository"; NVIDIA Container Toolkit install guide, "With apt")
@@ -197,6 +202,8 @@ def install(opts, flags, names: list[str], remove: bool = False) -> int:
                                               "is another process using it?")
         try:
             every = {**PACKAGES, **{k: v for pkgs in VENDOR.values() for k, v in pkgs.items()}}
+            if not remove:  # dependencies first, as apt orders them
+                names = list(dict.fromkeys([d for n in names for d in DEPENDS.get(n, ())] + names))
             for n in names:
                 version, files = every.get(n, ("", ()))
                 for f in files:
@@ -206,6 +213,9 @@ def install(opts, flags, names: list[str], remove: bool = False) -> int:
                         shutil.move(str(src), str(dst))
                 if not remove:
                     time.sleep(float(simenv.knob("apt_install_s", 0.3)))
+                    from .firewall import postinst  # noqa: PLC0415
+
+                    postinst(n)
                 if "-qq" not in flags:
                     print(f"{'Removing' if remove else 'Setting up'} {n} ({version}) ...")
             return 0

@@ -21,7 +21,7 @@ import urllib.request
 
 import tomllib
 
-from . import chainfiles, chainkeys, simenv, tomledit
+from . import chainfiles, chainkeys, cosmovisor, simenv, tomledit
 from .behaviour import Behaviour, rlog, zlog
 from .runtime import Fatal, Response, json_response, text_response
 
@@ -147,6 +147,7 @@ class Node(Behaviour):
             raise Fatal(f"Error: error reading GenesisDoc at /root/genesis.json: {e}") from None
         if not (cfgdir / "config.toml").exists():
             self.init_home(cfgdir, genesis.read_text())
+        cosmovisor.init(self.home, "/root/.inference", "inferenced", simenv.version_of(rt.state.get("image", "")))
         self.apply_start_settings(cfgdir)
         cfg = self.load_toml(cfgdir / "config.toml")
         app = self.load_toml(cfgdir / "app.toml")

@@ -6,6 +6,7 @@ At ~290 lines: one class, the routes of its three servers."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import threading
@@ -14,10 +15,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from . import chainkeys, simenv
+from . import chainkeys, cosmovisor, simenv
 from .behaviour import Behaviour, get_json, post_json, slog
 from .keyring import Keyring, KeyringError, LineReader
 from .runtime import Fatal, Response, json_response
+
+
+def should_be_operational(admin: dict, latest_epoch: int, phase: str) -> bool:
+    """broker.ShouldBeOperational (broker/broker.go)."""
+    if admin.get("enabled", True):
+        return latest_epoch > int(admin.get("epoch", 0)) or phase == "Inference"
+    return int(admin.get("epoch", 0)) >= latest_epoch
 
 # ----------------------------------------------------------------------------- api
 
@@ -27,6 +35,7 @@ class Api(Behaviour):
         self.home = rt.path("/root/.inference")
         dapi = rt.path("/root/.dapi")
         dapi.mkdir(parents=True, exist_ok=True)
+        cosmovisor.init(dapi, "/root/.dapi", "decentralized-api", simenv.version_of(rt.state.get("image", "")))
         self.db_path = dapi / "gonka.db"
         self.lock = threading.Lock()
         self.report_cache: tuple[float, dict] | None = None
@@ -61,6 +70,8 @@ class Api(Behaviour):
         else:
             self.nodes = (simenv.read_json(self.db_path) or {}).get("nodes", [])
             log(slog("INFO", "Loaded ML nodes from database (node config file not re-read)", count=len(self.nodes)))
+        # admin state lives in the broker's memory only: after a restart every node is enabled again
+        self.admin_state: dict[str, dict] = {}
         key = env.get("KEY_NAME", "")
         if (self.home / "keyring-file" / f"{key}.info").exists():
             log(slog("INFO", "Signer key found in keyring", key_name=key, backend="file"))
@@ -75,6 +86,24 @@ class Api(Behaviour):
         out = {"id": "", "host": "", "inference_segment": "", "inference_port": 5000, "poc_segment": "",
                "poc_port": 8080, "models": {}, "max_concurrent": 500, "hardware": []}
         out.update(n if isinstance(n, dict) else {})
+        return out
+
+    @staticmethod
+    def bind(n) -> dict:
+        """echo's Bind into apiconfig.InferenceNodeConfig: absent fields are zero values."""
+        if not isinstance(n, dict):
+            raise ValueError("json: cannot unmarshal into Go value of type apiconfig.InferenceNodeConfig")
+        out = {"host": "", "inference_segment": "", "inference_port": 0, "poc_segment": "", "poc_port": 0,
+               "models": {}, "id": "", "max_concurrent": 0, "hardware": None}
+        for k in out:
+            if k in n and n[k] is not None:
+                out[k] = n[k]
+        for k in ("inference_port", "poc_port", "max_concurrent"):
+            if not isinstance(out[k], int) or isinstance(out[k], bool):
+                raise ValueError(f"json: cannot unmarshal into Go struct field InferenceNodeConfig.{k} of type int")
+        if not isinstance(out["models"], dict):
+            raise ValueError("json: cannot unmarshal into Go struct field InferenceNodeConfig.models")
+        out["models"] = {m: {"args": list((c or {}).get("args") or [])} for m, c in out["models"].items()}
         return out
 
     def save(self) -> None:
@@ -119,40 +148,159 @@ class Api(Behaviour):
     # -- endpoints ---------------------------------------------------------------------------------
 
     def admin(self, method, path, headers, body) -> Response:
+        """The node routes of upstream's admin server (internal/server/admin/server.go, node_handlers.go,
+        broker/node_admin_commands.go). Errors are echo's {"message": ...}."""
         p = urllib.parse.urlsplit(path).path.rstrip("/")
         if p == "/admin/v1/nodes" and method == "GET":
-            return json_response([{"node": n, "state": self.node_state(n)} for n in self.nodes])
-        if p == "/admin/v1/nodes" and method == "POST":
+            return json_response([self.node_json(n) for n in self.nodes])
+        if p in ("/admin/v1/nodes", "/admin/v1/nodes/batch") and method == "POST" or \
+                p.startswith("/admin/v1/nodes/") and p.count("/") == 4 and method == "PUT":
             try:
-                n = self.normal(json.loads(body))
-            except ValueError:
-                return json_response({"message": "invalid node"}, 400)
+                data = json.loads(body or b"null")
+                nodes = [self.bind(x) for x in data] if p.endswith("/batch") and isinstance(data, list) \
+                    else [self.bind(data)]
+            except ValueError as e:
+                return json_response({"message": f"invalid request body: {e}"}, 400)
+            if p.endswith("/batch"):
+                return self.create_batch(nodes)
+            # upsert; PUT takes the id from the body, not from the path (createNewNode for both)
             with self.lock:
-                self.nodes = [x for x in self.nodes if x.get("id") != n["id"]] + [n]
-                self.save()
-            return json_response(n)
-        if p.startswith("/admin/v1/nodes/") and method in ("PUT", "DELETE", "GET"):
-            nid = urllib.parse.unquote(p.rsplit("/", 1)[1])
+                exists = any(x["id"] == nodes[0]["id"] for x in self.nodes)
+            if exists:
+                node, err = self.update_node(nodes[0])
+                if err:
+                    return json_response({"message": f"failed to update node: {err}"}, 500)
+                return json_response(node)
+            node, err = self.add_node(nodes[0])
+            if err:
+                return json_response({"message": f"failed to create node: {err}"}, 400)
+            return json_response(node)
+        parts = p.split("/")
+        if len(parts) == 6 and p.startswith("/admin/v1/nodes/") and method == "POST" and parts[5] in ("enable", "disable"):
+            nid = urllib.parse.unquote(parts[4])
             with self.lock:
-                idx = next((i for i, x in enumerate(self.nodes) if x.get("id") == nid), None)
-                if idx is None:
-                    return json_response({"message": f"node {nid} not found"}, 404)
-                if method == "GET":
-                    return json_response({"node": self.nodes[idx], "state": self.node_state(self.nodes[idx])})
-                if method == "DELETE":
-                    gone = self.nodes.pop(idx)
+                if not any(x["id"] == nid for x in self.nodes):
+                    return json_response({"message": f"node not found: {nid}"}, 404)
+                self.admin_state[nid] = {"enabled": parts[5] == "enable", "epoch": self.epoch()[0]}
+            self.rt.log(slog("INFO", "Updated node admin state", node_id=nid, enabled=parts[5] == "enable"))
+            return json_response({"message": f"node {parts[5]}d successfully", "node_id": nid})
+        if len(parts) == 5 and p.startswith("/admin/v1/nodes/") and method == "DELETE":
+            nid = urllib.parse.unquote(parts[4])
+            with self.lock:
+                before = len(self.nodes)
+                self.nodes = [x for x in self.nodes if x["id"] != nid]
+                self.admin_state.pop(nid, None)
+                gone = len(self.nodes) < before
+                if gone:
                     self.save()
-                    return json_response(gone)
-                try:
-                    n = self.normal({**json.loads(body), "id": nid})
-                except ValueError:
-                    return json_response({"message": "invalid node"}, 400)
-                self.nodes[idx] = n
-                self.save()
-                return json_response(n)
+            return json_response(gone)  # RemoveNode answers a bool
         if p == "/admin/v1/setup/report" and method == "GET":
             return json_response(self.report())
         return json_response({"message": "Not Found"}, 404)
+
+    def validate(self, n: dict, exclude: str = "") -> str | None:
+        """apiconfig.ValidateInferenceNodeBasic + the broker's host:port uniqueness checks."""
+        errs = []
+        if not str(n["id"]).strip():
+            errs.append("node id is required and cannot be empty")
+        if not str(n["host"]).strip():
+            errs.append("host is required and cannot be empty")
+        for k in ("inference_port", "poc_port"):
+            if not 0 < n[k] <= 65535:
+                errs.append(f"{k} must be between 1 and 65535, got {n[k]}")
+        if n["max_concurrent"] <= 0:
+            errs.append(f"max_concurrent must be greater than 0, got {n['max_concurrent']}")
+        if not n["models"]:
+            errs.append("at least one model must be specified")
+        for k, what in (("inference_port", "inference"), ("poc_port", "PoC")):
+            other = next((x for x in self.nodes if x["id"] != exclude and x["host"] == n["host"] and x[k] == n[k]), None)
+            if other is not None:
+                errs.append(f"duplicate {what} host+port combination: {n['host']}:{n[k]} "
+                            f"(already used by node '{other['id']}')")
+        return f"validation failed: {'; '.join(errs)}" if errs else None
+
+    def governance_ids(self) -> set | None:
+        """Ids of the governance models (None when the chain cannot be asked)."""
+        gov = self.governance_models()
+        return None if gov is None else {m.get("id") for m in gov if isinstance(m, dict)}
+
+    def add_node(self, n: dict) -> tuple[dict | None, str | None]:
+        """RegisterNode: validate, drop non-governance models, enabled from the current epoch."""
+        with self.lock:
+            err = self.validate(n)
+        if err:
+            return None, err
+        ids = self.governance_ids()
+        if ids is None:
+            return None, "failed to get governance models"
+        n = {**n, "models": {m: c for m, c in n["models"].items() if m in ids}}
+        if not n["models"]:
+            return None, f"node {n['id']} has no governance-valid models"
+        with self.lock:
+            self.nodes = [x for x in self.nodes if x["id"] != n["id"]] + [n]
+            self.admin_state[n["id"]] = {"enabled": True, "epoch": self.epoch()[0]}
+            self.save()
+        self.rt.log(slog("INFO", "RegisterNode. Registered node", node_id=n["id"]))
+        return n, None
+
+    def update_node(self, n: dict) -> tuple[dict | None, str | None]:
+        """UpdateNode: applied at once (no epoch or PoC check upstream); admin state kept."""
+        with self.lock:
+            err = self.validate(n, exclude=n["id"])
+        if err:
+            return None, err
+        ids = self.governance_ids()
+        if ids is None:
+            return None, "failed to get governance models"
+        bad = next((m for m in n["models"] if m not in ids), None)
+        if bad is not None:
+            return None, f"model {bad} is not a valid governance model"
+        with self.lock:
+            self.nodes = [n if x["id"] == n["id"] else x for x in self.nodes]
+            self.save()
+        self.runtime.pop(n["id"], None)  # the reconcile brings the new model up
+        self.rt.log(slog("INFO", "UpdateNode. Updated node configuration", node_id=n["id"]))
+        return n, None
+
+    def create_batch(self, nodes: list[dict]) -> Response:
+        """createNewNodes: 201 all, 206 {nodes, errors} some, 400 none (add only, no upsert)."""
+        out, errors = [], []
+        for i, n in enumerate(nodes):
+            node, err = self.add_node(n)
+            if err:
+                errors.append(f"node[{i}] (id: {n['id']}): {err}")
+            else:
+                out.append(node)
+        if errors and not out:
+            return json_response({"message": {"error": "all nodes failed validation", "errors": errors}}, 400)
+        if errors:
+            return json_response({"nodes": out, "errors": errors}, 206)
+        return json_response(out, 201)
+
+    def epoch(self) -> tuple[int, str]:
+        """(latest epoch index, phase) from the chain (the seed's /v1/epochs/latest here), cached 1 s."""
+        now = time.time()
+        cached = getattr(self, "_epoch_cache", None)
+        if cached and now - cached[0] < 1.0:
+            return cached[1]
+        seed = self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
+        value = (0, "Inference")
+        try:
+            status, data = get_json(f"{seed}/v1/epochs/latest", timeout=3)
+            if status == 200 and isinstance(data, dict):
+                value = (int(data["latest_epoch"]["index"]), str(data["phase"]))
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+        self._epoch_cache = (now, value)
+        return value
+
+    def node_json(self, n: dict) -> dict:
+        """broker.NodeResponse: {node: broker.Node (with node_num), state: NodeState}."""
+        num = next((i for i, x in enumerate(self.nodes, 1) if x["id"] == n["id"]), 0)
+        node = {k: n.get(k) for k in ("host", "inference_segment", "inference_port", "poc_segment", "poc_port",
+                                      "models", "id", "max_concurrent")}
+        node.update(node_num=num, hardware=n.get("hardware"))
+        return {"node": node, "state": self.node_state(n)}
 
     def node_state(self, n: dict) -> dict:
         """broker NodeState. current_status as broker.queryNodeStatus derives it: FAILED when the ML
@@ -172,10 +320,19 @@ class Api(Behaviour):
             reason = rt.get("failure_reason", "")
             if reason:
                 current = "FAILED"
-        return {"intended_status": "INFERENCE", "current_status": current,
-                "poc_intended_status": "IDLE", "poc_current_status": "IDLE", "lock_count": 0,
+        index, phase = self.epoch()
+        admin = self.admin_state.setdefault(n.get("id"), {"enabled": True, "epoch": index})
+        operational = should_be_operational(admin, index, phase)
+        poc = {"PoCGenerate": "GENERATING", "PoCGenerateWindDown": "GENERATING", "PoCValidate": "VALIDATING",
+               "PoCValidateWindDown": "VALIDATING"}.get(phase, "IDLE") if operational else "IDLE"
+        intended = ("POC" if poc != "IDLE" else "INFERENCE") if operational else "STOPPED"
+        if ok and not reason and poc != "IDLE":
+            current = "POC"
+        return {"intended_status": intended, "current_status": current,
+                "poc_intended_status": poc, "poc_current_status": poc if ok else "IDLE", "lock_count": 0,
                 "failure_reason": reason, "status_timestamp": simenv.rfc3339(),
-                "epoch_models": {}, "epoch_ml_nodes": {}}
+                "admin_state": admin, "ml_node_version": "",
+                "epoch_models": {}, "epoch_ml_nodes": {}, "preserved_models": None}
 
     # -- the broker's reconcile and the ML node background manager ---------------------------------
 
@@ -216,8 +373,23 @@ class Api(Behaviour):
                     checked = True
             if checked:
                 last_check = time.time()
+            self.report_nodes()
             if self.rt.sleep(1.0):
                 return
+
+    def report_nodes(self) -> None:
+        """Tell the seed which ML nodes this participant runs and their admin state (the sandbox's
+        stand-in for the PoC batches the api submits; gonka_sim/network/epochs.py)."""
+        cold, seed = self.cold(), self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
+        if not cold or not seed:
+            return
+        index = self.epoch()[0]
+        nodes = [{"id": n["id"], "models": sorted(n.get("models") or {}), "healthy": self.ml_health(n)[0],
+                  "admin_state": self.admin_state.setdefault(n["id"], {"enabled": True, "epoch": index})}
+                 for n in list(self.nodes)]
+        with contextlib.suppress(OSError):
+            post_json(f"{seed}/gonka-sim/v1/ml-nodes", {"address": cold[0], "url": self.env.get("DAPI_API__PUBLIC_URL", ""),
+                                                         "nodes": nodes}, timeout=3)
 
     def inference_up(self, n: dict) -> None:
         nid, log = n.get("id"), self.rt.log
@@ -274,6 +446,15 @@ class Api(Behaviour):
                                   "catching_up": sync.get("catching_up"), "ml_nodes": len(self.nodes)})
         if p in ("/v1/health", "/health"):
             return json_response({"status": "ok"})
+        if method == "GET" and p.startswith("/v1/epochs/"):
+            # upstream answers these from its chain node's state; the sandbox's chain state is the seed's
+            # (public/server.go: v1 GET epochs/:epoch/participants, epochs/latest)
+            seed = self.env.get("DAPI_CHAIN_NODE__SEED_API_URL", "").rstrip("/")
+            try:
+                status, data = get_json(f"{seed}{p}", timeout=5)
+            except OSError as e:
+                return json_response({"message": f"chain query failed: {e}"}, 503)
+            return json_response(data, status)
         return json_response({"message": "Not Found"}, 404)
 
     def ml(self, method, path, headers, body) -> Response:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import catalog, simenv
+from . import catalog, firewall, simenv
 from .compose import Project, Service
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -317,9 +317,18 @@ def daemon_config() -> dict:
 
 
 def restart_daemon() -> None:
-    """dockerd (re)started: it reads daemon.json now."""
+    """dockerd (re)started: it reads daemon.json now and programs its iptables chains again."""
     simenv.write_json(simenv.state_dir() / "dockerd.json",
                       simenv.read_json(simenv.host_path(DAEMON_JSON), {}) or {})
+    program_firewall(firewall.dockerd_start)
+
+
+def program_firewall(step=None) -> None:
+    """Published ports into the host's nat table (firewall.py); a failure is reported, not fatal."""
+    try:
+        (step or firewall.sync)()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        print(f"gonka-sim: iptables: {e}", file=sys.stderr)
 
 
 def start(st: dict, fresh_log: bool = False) -> str | None:
@@ -354,6 +363,7 @@ def start(st: dict, fresh_log: bool = False) -> str | None:
         time.sleep(0.01)
     save(st)
     simenv.bump_counter("container_starts")
+    program_firewall()
     return None
 
 
@@ -375,6 +385,7 @@ def stop(st: dict, timeout: float = 10.0) -> dict:
     if st.get("status") == "running":  # never started properly; mark it anyway
         st.update(status="exited", pid=None, finished_at=time.time())
     save(st)
+    program_firewall()
     return st
 
 

@@ -45,10 +45,21 @@ PROGRAMS = {
     "usr/libexec/docker/cli-plugins/docker-compose": ("dockercli", "compose_plugin_main",
                                                        "the Compose v2 plugin (docker compose ...)"),
     f"{LIB}/container-init": ("runtime", "main", "main process of a simulated container"),
+    f"{LIB}/boot": ("firewall", "boot_main", "boot order of the host's firewall: netfilter-persistent, dockerd"),
     f"{LIB}/bin-chain/inferenced": ("inferenced", "main", "the Gonka chain CLI, inside node/api containers"),
     f"{LIB}/bin-gpu/nvidia-smi": ("tools", "nvidia_smi_main", "nvidia-smi inside a GPU container"),
     f"{LIB}/bin-common/wget": ("tools", "http_client_main", "wget inside a container (localhost = itself)"),
     f"{LIB}/bin-common/curl": ("tools", "http_client_main", "curl inside a container (localhost = itself)"),
+}
+
+# "<package>/<path in the host>" -> launcher, for programs of packages not installed at first
+POOL_PROGRAMS = {
+    "netfilter-persistent/usr/sbin/netfilter-persistent": (
+        "firewall", "netfilter_persistent_main", "netfilter-persistent save/start of Debian's package"),
+}
+POOL_FILES = {
+    "iptables-persistent/usr/share/netfilter-persistent/plugins.d/15-ip4tables":
+        "#!/bin/sh\n# gonka-sim: iptables-persistent's IPv4 plugin (netfilter-persistent runs it)\nexit 0\n",
 }
 
 
@@ -111,6 +122,19 @@ def build(dest: Path) -> Path:
         p = dest / path
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(launcher(path, module, func, what, python, site))
+        p.chmod(0o755)
+    # packages apt-get installs from its pool (aptsim): their programs wait there until installed
+    for path, (module, func, what) in POOL_PROGRAMS.items():
+        package, _, final = path.partition("/")
+        p = dest / "var/lib/gonka-sim/apt-pool" / package / final
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(launcher(final, module, func, what, python, site))
+        p.chmod(0o755)
+    for path, text in POOL_FILES.items():
+        package, _, final = path.partition("/")
+        p = dest / "var/lib/gonka-sim/apt-pool" / package / final
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
         p.chmod(0o755)
     (dest / LIB / "site.path").write_text(site[0] + "\n")
     (dest / "etc").mkdir(exist_ok=True)

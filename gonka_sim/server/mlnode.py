@@ -62,6 +62,13 @@ class MLNode(Behaviour):
         self.tasks: dict[str, dict] = {}  # task id -> {"model", "status", "error_message", "start_time"}
         self.running: dict | None = None  # {"model", "args", "instances"} once inference/up succeeded
         self.startup: dict = {"status": "not_started"}
+        # knob ``mlnode_broken_images`` {image: "exit" | "unhealthy"}: this host's ML node of that
+        # image exits at start (a crash loop under restart: always) or never answers /health with 200
+        broken = (self.rt.knob("mlnode_broken_images") or {}).get(self.rt.state.get("image", ""))
+        if broken == "exit":
+            raise Fatal("RuntimeError: CUDA error: no kernel image is available for execution on the device "
+                        "(gonka-sim knob mlnode_broken_images)")
+        self.unhealthy = broken == "unhealthy"
 
     def listener(self, cport):
         return ("http", self.http, "uvicorn") if cport in (8080, 5000) else None
@@ -79,6 +86,8 @@ class MLNode(Behaviour):
         return resp
 
     def route(self, method: str, p: str, body: bytes) -> Response:
+        if p == "/health" and getattr(self, "unhealthy", False):
+            return json_response({"status": "unhealthy", "detail": "gonka-sim knob mlnode_broken_images"}, 503)
         if p == "/health":
             d = self.devices()
             return json_response({"status": "healthy", "gpu": {"available": bool(d["count"]), "count": d["count"],

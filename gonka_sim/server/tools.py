@@ -33,6 +33,15 @@ def systemctl_main(argv: list[str] | None = None) -> int:
         from . import engine  # noqa: PLC0415
 
         engine.restart_daemon()
+    if units and all(u.split(".")[0] == "netfilter-persistent" for u in units):
+        from . import firewall  # noqa: PLC0415
+
+        if firewall.persistent_installed():  # its unit answers like systemd would (firewall.py)
+            if verb in ("start", "restart", "reload", "force-reload"):
+                return firewall.netfilter_persistent_main([verb])
+            if verb in ("is-active", "is-enabled") and not quiet:
+                print("active" if verb == "is-active" else "enabled")
+            return 0
     if verb == "daemon-reload" or (units and all(u in DOCKER_UNITS for u in units)):
         if verb == "is-active":
             if not quiet:

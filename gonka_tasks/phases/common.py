@@ -10,6 +10,18 @@ from ..errors import DeployError, MissingPrerequisite
 
 COMPOSE_BASE = ("docker-compose.yml",)
 COMPOSE_ALL = ("docker-compose.yml", "docker-compose.mlnode.yml")
+COMPOSE_MLNODE = ("docker-compose.mlnode.yml",)
+# the ML node image of MLNODE_IMAGE: a compose override beside the gonka files, untracked by git, so a
+# `git checkout <release>` never trips over it
+IMAGE_OVERRIDE = "gonka-deploy.mlnode-image.yml"
+
+
+def compose_files(run) -> tuple[str, ...]:
+    """The compose files this node runs: both on a network node; on an ML-node server the ML node's
+    file only (docs host/multiple-nodes), plus the image override when MLNODE_IMAGE is set."""
+    if not run.cfg.is_mlnode:
+        return COMPOSE_ALL
+    return COMPOSE_MLNODE + ((IMAGE_OVERRIDE,) if run.cfg["MLNODE_IMAGE"] else ())
 
 
 def q(s: str) -> str:

@@ -15,7 +15,7 @@ import time
 from importlib import resources
 
 from ..errors import DeployError
-from .common import COMPOSE_ALL, human, q
+from .common import compose_files, human, q
 
 JOB_NAME = "pull_job.py"
 JOB_DIR = "/var/lib/gonka-deploy/pull"
@@ -32,9 +32,9 @@ def _running_probe() -> str:
             f"tr '\\0' ' ' < /proc/$p/cmdline | grep -q {JOB_NAME}")
 
 
-def present_probe(run, files: tuple[str, ...] = COMPOSE_ALL, services: tuple[str, ...] = ()) -> str:
-    """Exit 0 when Docker has every image the compose files name (or those of `services`)."""
-    fs = " ".join(f"-f {f}" for f in files)
+def present_probe(run, files: tuple[str, ...] | None = None, services: tuple[str, ...] = ()) -> str:
+    """Exit 0 when Docker has every image the compose files (default: the node's) name (or those of `services`)."""
+    fs = " ".join(f"-f {f}" for f in files or compose_files(run))
     only = "".join(f" {q(s)}" for s in services)
     return (f"cd {q(run.cfg.join_dir)} && imgs=$(docker compose {fs} config --images{only}) && [ -n \"$imgs\" ] && "
             "docker image inspect $imgs >/dev/null 2>&1")
@@ -57,16 +57,18 @@ def poll(run, files: tuple[str, ...] | None = None, services: tuple[str, ...] = 
             len(lines) > 1 and lines[1].strip() == "present")
 
 
-def start(run) -> None:
-    """Upload the job when it changed, then start it detached (every fd redirected, a pid file)."""
+def start(run, files: tuple[str, ...] | None = None) -> None:
+    """Upload the job when it changed, then start it detached (every fd redirected, a pid file) for the
+    images of `files` (default: the node's compose files)."""
     script = job_script()
     have = run.remote.probe(f"sha256sum {JOB_DIR}/{JOB_NAME}").out
     if not have.startswith(hashlib.sha256(script.encode()).hexdigest()):
         run.remote.write_file(f"{JOB_DIR}/{JOB_NAME}", script, mode=0o644, what="upload the image pull job")
-    files = " ".join(f"--file {f}" for f in COMPOSE_ALL)
+    names = files or compose_files(run)
+    args = " ".join(f"--file {q(f)}" for f in names)
     run.remote.run(f"cd {JOB_DIR} && rm -f state.json && {{ setsid nohup {PYTHON} {JOB_NAME} pull --dir "
-                   f"{q(run.cfg.join_dir)} {files} --state-dir {JOB_DIR} </dev/null >>job.log 2>&1 & echo $! > pid; }}",
-                   what="start the image pull job (both compose files)")
+                   f"{q(run.cfg.join_dir)} {args} --state-dir {JOB_DIR} </dev/null >>job.log 2>&1 & echo $! > pid; }}",
+                   what=f"start the image pull job ({', '.join(names)})")
 
 
 def ensure_pull(run, *, wait: bool, snap=None) -> None:
@@ -85,7 +87,8 @@ def ensure_pull(run, *, wait: bool, snap=None) -> None:
         if wait:
             wait_pull(run)
 
-    run.steps.run("images of both compose files pulled", check, act, recheck=wait)
+    name = "images of both compose files pulled" if not run.cfg.is_mlnode else "ML node images pulled"
+    run.steps.run(name, check, act, recheck=wait)
 
 
 def progress_line(state: dict) -> str:
@@ -146,6 +149,6 @@ def require_images(run, files: tuple[str, ...], services: tuple[str, ...] = ()) 
     if not alive and state.get("state") == "failed":
         raise failure(state)
     if not alive:
-        start(run)
+        start(run, files)
     run.log.info("waiting for the image pull before starting containers")
     wait_pull(run, files, services)

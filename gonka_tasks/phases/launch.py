@@ -30,7 +30,7 @@ def internal_ports(run) -> set[int]:
     return bindings.internal_ports(run.cfg)
 
 
-def bind_ports(run, snap: Snapshot) -> bool:
+def bind_ports(run, snap: Snapshot, files: tuple[str, ...] = COMPOSE_ALL) -> bool:
     """Internal ports bound to INTERNAL_BIND_ADDRESS, and the node's P2P port published at P2P_PORT,
     in the compose files themselves; True if a file changed. Each write is recorded (bindings.py) so
     that a later `--update-repo` can restore the file before moving to another release."""
@@ -40,7 +40,7 @@ def bind_ports(run, snap: Snapshot) -> bool:
         run.log.warn(f"INTERNAL_BIND_ADDRESS={address}: ports {sorted(ports)} will be open on every interface")
     where = address if binds_internal(cfg) else f"P2P port {cfg['P2P_PORT']}"
     changed = False
-    for name in COMPOSE_ALL:
+    for name in files:
         path = f"{cfg.join_dir}/{name}"
 
         def check(name=name):

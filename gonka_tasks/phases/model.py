@@ -271,8 +271,9 @@ def progress_line(state: dict, rate: float) -> str:
     return f"model download: {human(done)} / {human(total)}{pct}, {human(rate)}/s{eta}"
 
 
-def ensure_download(run, *, wait: bool) -> None:
-    """Start (or re-attach to) the download job; with `wait`, show progress until complete."""
+def ensure_download(run, *, wait: bool, pull: bool = True) -> None:
+    """Start (or re-attach to) the download job; with `wait`, show progress until complete.
+    `pull=False`: leave the image pull to the caller (an ML-node server writes its files first)."""
     cfg = run.cfg
     snap = snapshot(run)
     gonka_repo(run, snap)
@@ -280,7 +281,7 @@ def ensure_download(run, *, wait: bool) -> None:
     models = recipe.governance_models(run)
     plan_recipe, gpus = recipe.model_recipe(run, snap["gpus"], models)
     run.log.info(recipes.summary(cfg["MODEL"], plan_recipe, gpus))
-    if snap["mount"].out:  # the compose files are there: the images are pulled meanwhile (not waited for here)
+    if pull and snap["mount"].out:  # the compose files are there: the images are pulled meanwhile (not waited for here)
         images.ensure_pull(run, wait=False, snap=snap)
     hf_tools(run, snap)
     run.remote.step = "model download"
@@ -362,8 +363,11 @@ def _follow_job(run, update, *, poll_s: float, report_s: float, files: str) -> i
             update(state.get("total", 0), state.get("total") or None, files)
             return state.get("total", 0)
         if s == "failed":
-            raise DeployError(f"model download failed: {state.get('error', 'see the job log')}",
-                              f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
+            error = str(state.get("error", "see the job log"))
+            fix = (f"make room on the data disk ({run.cfg.hf_home}) or use a bigger one, then rerun: finished "
+                   "files are kept" if error.startswith("data disk full") else
+                   f"see {job_dir(run)}/job.log on the server; rerun to resume the download")
+            raise DeployError(f"model download failed: {error}", fix)
         if not alive and (state or now - started > 10):  # a job just started may not have exec'd yet
             raise DeployError("the model download job stopped without finishing" + ("" if state else " (no state)"),
                               f"see {job_dir(run)}/job.log on the server; rerun to resume the download")

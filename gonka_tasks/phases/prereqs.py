@@ -15,12 +15,16 @@ LEVELS = {"PASS": "OK", "WARN": "WARN", "FAIL": "ERROR"}
 def published_ports(cfg) -> dict[int, tuple[str, str]]:
     """Host ports the compose files publish with this config, and the address each is bound to."""
     inner = cfg["INTERNAL_BIND_ADDRESS"]
+    ml = {int(cfg["PORT"]): (inner, "ML node (PORT)"),
+          int(cfg["INFERENCE_PORT"]): (inner, "ML node inference (INFERENCE_PORT)")}
+    if cfg.is_mlnode:  # an ML-node server runs docker-compose.mlnode.yml only: no chain or API ports
+        return ml
     return {int(cfg["API_PORT"]): ("0.0.0.0", "proxy (API_PORT)"),
             int(cfg["API_SSL_PORT"]): ("0.0.0.0", "proxy (API_SSL_PORT)"),
             int(cfg["P2P_PORT"]): ("0.0.0.0", "node p2p (P2P_PORT)"),
             int(cfg["PORT"]): (inner, "ML node (PORT)"),
             int(cfg["INFERENCE_PORT"]): (inner, "ML node inference (INFERENCE_PORT)"),
-            9100: (inner, "api ML callback"), 9200: ("127.0.0.1", "api admin")}
+            9100: (cfg.private_ip or inner, "api ML callback"), 9200: ("127.0.0.1", "api admin")}
 
 
 def server_checks(run) -> list[preflight.Check]:
@@ -31,7 +35,8 @@ def server_checks(run) -> list[preflight.Check]:
     gov = recipe.governance_entry(recipe.governance_models(run), cfg["MODEL"])
     needs = preflight.Needs(ports=published_ports(cfg), model=cfg["MODEL"], gov=gov, model_args=tuple(cfg.model_args),
                             data_disk=cfg.data_disk, gated=bool(cfg["HF_TOKEN"]),
-                            chain_bytes=int(float(cfg["CHAIN_DATA_GB"]) * 10 ** 9), urls=preflight.reach_urls(cfg))
+                            chain_bytes=0 if cfg.is_mlnode else int(float(cfg["CHAIN_DATA_GB"]) * 10 ** 9),
+                            urls=preflight.reach_urls(cfg), network_node=not cfg.is_mlnode)
     what = "preflight: Docker, GPUs, disks, ports, network reach"
     if run.prefetched:  # asked with the root check, in the same round trip
         run.log.check(what)

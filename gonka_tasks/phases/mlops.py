@@ -1,0 +1,248 @@
+"""Day-2 operations on ML nodes, through the network node's admin API (over SSH, 127.0.0.1:9200):
+list, enable/disable, remove (the documented decommission), model change outside PoC, image roll.
+
+Upstream: decentralized-api v0.2.13 admin `node_handlers.go`; docs `host/mlnode-management.md`
+(disable: stays active until the epoch ends, not in the next one) and `host/multiple-nodes.md`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+
+from .. import adminapi, mlnodes, render
+from ..errors import ConfigError, DeployError
+from .common import COMPOSE_MLNODE, IMAGE_OVERRIDE, compose, q, wait_until
+from .mlnode import (
+    admin_nodes,
+    epoch_of,
+    health_probe,
+    mlnode_service,
+    network_run,
+    record_launched,
+    side_run,
+    wait_healthy,
+)
+
+NEXT_OVERRIDE = "gonka-deploy.mlnode-image.next.yml"  # the image being rolled out, until it proved healthy
+
+
+def ml_configs_of(net_cfg) -> list:
+    """The project's ML-node configs whose NETWORK_NODE is this network node (by file), sorted by name."""
+    from ..session import load_node  # noqa: PLC0415
+
+    out = []
+    for path in sorted(glob.glob(str(net_cfg.project_dir / "nodes" / "*.conf"))):
+        if path.endswith("example.conf"):
+            continue
+        try:
+            c = load_node(path, net_cfg.project_dir)
+        except ConfigError:
+            continue
+        if c.is_mlnode and mlnodes.same_file(mlnodes.network_path_of(c), net_cfg.path):
+            out.append(c)
+    return out
+
+
+def ml_run(run, ml_cfg):
+    """An ML-node server as a second Run on the same log and steps (own connection, closed on leaving)."""
+    return side_run(run, ml_cfg)
+
+
+def _network(run):
+    """The network node of a task run on an ML-node config: `network_run`; on a network config: itself."""
+    if run.cfg.is_mlnode:
+        return network_run(run)
+    return contextlib.nullcontext(run)
+
+
+# ------------------------------------------------------------------------------------ list
+def list_nodes(run) -> None:
+    """`ml-nodes`: the admin API's nodes joined with each ML server's health as the network node sees it."""
+    with _network(run) as net:
+        nodes = admin_nodes(net)
+        configs = {c["ML_NODE_ID"]: c.path.name for c in ml_configs_of(net.cfg)}
+        hosts = {n.id: (n.host, n.poc_port) for n in nodes}
+        for c in ml_configs_of(net.cfg):
+            hosts.setdefault(c["ML_NODE_ID"], (c.private_ip, int(c["PORT"])))
+        probes = {nid: health_probe(h, p) for nid, (h, p) in hosts.items() if h and p and "/" not in h}
+        answers = net.remote.probe_many(probes, what="ML nodes' /health from the network node") if probes else {}
+        health = {nid: mlnodes.health_word(r.stdout) for nid, r in answers.items()}
+        rows = mlnodes.table_rows(nodes, health, configs)
+        text = "\n".join("  ".join(r) for r in [mlnodes.TABLE_COLUMNS, *rows])
+        run.log.table(f"ML nodes of {net.cfg.key_name}", mlnodes.TABLE_COLUMNS, rows, text=text)
+
+
+# -------------------------------------------------------------------------- enable/disable
+def set_enabled(run, net, nid: str, enabled: bool) -> None:
+    """POST /admin/v1/nodes/:id/enable|disable, SKIP when the admin state already says so."""
+    verb = "enable" if enabled else "disable"
+
+    def check():
+        got = mlnodes.find(admin_nodes(net), nid)
+        if got is None:
+            raise DeployError(f"ML node {nid} is not registered with {net.cfg.key_name}", "`fab ml-nodes` lists them")
+        return got.enabled == enabled, f"{'enabled' if got.enabled else 'disabled'}"
+
+    def act():
+        ans = adminapi.call(net.remote, "POST", adminapi.admin_path(nid, verb), what=f"{verb} ML node {nid}")
+        if not ans.ok:
+            raise DeployError(f"{verb} ML node {nid}: HTTP {ans.status}: {adminapi.error_of(ans)}")
+    run.steps.run(f"ML node {nid} {verb}d", check, act)
+
+
+def enable(run, enabled: bool) -> None:
+    """`enable-ml-node` / `disable-ml-node` for the ML node of the config (or --ml-node on a network config)."""
+    with _network(run) as net:
+        set_enabled(run, net, target_id(run), enabled)
+
+
+def target_id(run) -> str:
+    if run.cfg.is_mlnode:
+        return run.cfg["ML_NODE_ID"]
+    nid = run.opt("ml_node")
+    if not nid:
+        raise DeployError("which ML node? give the ML node's config as --node, or --ml-node <id> with the network "
+                          "node's config", "`fab ml-nodes --node <network node>` lists the ids")
+    return nid
+
+
+# ----------------------------------------------------------------------------------- remove
+def remove(run) -> None:
+    """`remove-ml-node`: disable, wait for the next epoch, confirm the node left the epoch's participants,
+    DELETE it, then stop its containers on its server. Each step rechecks, so a rerun resumes."""
+    cfg = run.cfg
+    if not cfg.is_mlnode:
+        raise DeployError("remove-ml-node takes the ML node's config (it stops the containers on its server)",
+                          "give --node <the ML node's config>")
+    nid = cfg["ML_NODE_ID"]
+    timeout = float(run.opt("timeout") or 2 * 86400)
+    with network_run(run) as net:
+        listed = mlnodes.find(admin_nodes(net), nid)
+        if listed is not None:
+            set_enabled(run, net, nid, False)
+            got = mlnodes.find(admin_nodes(net), nid)
+            since = got.disabled_epoch if got and got.disabled_epoch is not None else epoch_of(net).index
+
+            def next_epoch():
+                e = epoch_of(net)
+                return e.index > since, f"epoch {e.index} ({e.phase}); disabled in epoch {since}"
+            run.steps.run(f"an epoch passed since {nid} was disabled",
+                          lambda: next_epoch(),
+                          lambda: wait_until(run, f"the epoch after {since}", next_epoch, deadline_s=timeout,
+                                             interval_s=30, report_every_s=60,
+                                             hint="rerun remove-ml-node later: it resumes here (the node stays disabled)"))
+            participant = net.cfg.cold_address
+
+            def left():
+                ans = adminapi.call(net.remote, "GET", "/v1/epochs/current/participants",
+                                    what="the current epoch's participants", base=adminapi.public_url(net.cfg["API_PORT"]))
+                inside = mlnodes.node_in_epoch(ans.data, participant, nid) if ans.ok else None
+                if ans.ok and inside is None:
+                    return True, f"{participant} has no ML nodes in the current epoch"
+                return inside is False, ("not among the epoch's ML nodes" if inside is False else
+                                         "still in the current epoch" if inside else f"HTTP {ans.status}")
+            run.steps.run(f"{nid} left the current epoch's participants", left,
+                          lambda: wait_until(run, f"{nid} to leave the epoch", left, deadline_s=timeout,
+                                             interval_s=30, report_every_s=60, hint="rerun remove-ml-node later"))
+
+            def delete():
+                ans = adminapi.call(net.remote, "DELETE", adminapi.admin_path(nid), what=f"delete ML node {nid}")
+                if not ans.ok:
+                    raise DeployError(f"delete ML node {nid}: HTTP {ans.status}: {adminapi.error_of(ans)}")
+            run.steps.run(f"{nid} removed from {net.cfg.key_name}",
+                          lambda: mlnodes.find(admin_nodes(net), nid) is None, delete)
+        else:
+            run.log.info(f"ML node {nid} is not registered with {net.cfg.key_name}: stopping its containers only")
+        ps = compose(run, "ps -q", COMPOSE_MLNODE, source_env=False)
+        run.steps.run(f"ML node containers stopped on {cfg.server_ip}",
+                      lambda: not run.remote.probe(ps).out,
+                      lambda: run.remote.run(compose(run, "down", COMPOSE_MLNODE), what="docker compose (mlnode) down",
+                                             timeout=900))
+
+
+# ---------------------------------------------------------------------------- model change
+def change_model(run) -> None:
+    """`ml-node-model`: the ML config's MODEL/MODEL_ARGS applied to a registered node: the weights
+    downloaded on its server first (phase 2's job, waited for), then PUT outside its PoC timeslot."""
+    from . import model  # noqa: PLC0415
+    from .mlnode import apply_update, ml_snapshot, wanted_registration  # noqa: PLC0415
+
+    cfg = run.cfg
+    if not cfg.is_mlnode:
+        raise DeployError("ml-node-model takes the ML node's config (MODEL, MODEL_ARGS there)",
+                          "give --node <the ML node's config>")
+    nid = cfg["ML_NODE_ID"]
+    with network_run(run) as net:
+        model.ensure_download(run, wait=True, pull=False)
+        want = wanted_registration(run, ml_snapshot(run))
+        got = mlnodes.find(admin_nodes(net), nid)
+        if got is None:
+            raise DeployError(f"ML node {nid} is not registered with {net.cfg.key_name}", "run `fab add-ml-node` first")
+        run.steps.run(f"ML node {nid} serves {cfg['MODEL']}",
+                      lambda: (not mlnodes.differences(want, got), "; ".join(mlnodes.differences(want, got)) or "as configured"),
+                      lambda: apply_update(run, net, want, got, wait=bool(run.opt("wait_poc")),
+                                           timeout_s=float(run.opt("timeout") or 0)),
+                      recheck=False)
+
+
+# ---------------------------------------------------------------------------------- image roll
+def running_image(ml, service: str) -> str:
+    """The image the ML node's container runs (its config's image reference)."""
+    r = ml.remote.probe(compose(ml, f"ps -q {q(service)}", COMPOSE_MLNODE, source_env=False)
+                        + " | head -n1 | xargs -r docker inspect --format '{{.Config.Image}}'")
+    return r.out.splitlines()[0].strip() if r.ok and r.out else ""
+
+
+def roll_one(run, net, ml) -> None:
+    """One ML node to its MLNODE_IMAGE: pull (job, progress), disable, recreate, wait healthy, enable.
+    An unhealthy new image: back to the old files (old image), running, enabled again; then stop."""
+    from . import images  # noqa: PLC0415
+
+    cfg, join = ml.cfg, ml.cfg.join_dir
+    nid, image = cfg["ML_NODE_ID"], cfg["MLNODE_IMAGE"]
+    service = mlnode_service(ml.remote.probe(f"cat {q(join + '/docker-compose.mlnode.yml')}").stdout)
+    old = running_image(ml, service)
+    if not image or old == image:
+        run.log.skip(f"ML node {nid}: runs {old or '?'} ({'MLNODE_IMAGE empty' if not image else 'as configured'})")
+        return
+    run.log.info(f"=== ML node {nid}: {old or '?'} -> {image}")
+    nxt = (*COMPOSE_MLNODE, NEXT_OVERRIDE)
+    ml.remote.write_file(f"{join}/{NEXT_OVERRIDE}", render.image_override(service, image), mode=0o644,
+                         what=f"stage the image {image}")
+    images.require_images(ml, nxt)  # the pull job, with progress, before anything stops
+    set_enabled(run, net, nid, False)
+    ml.remote.run(compose(ml, f"up -d {q(service)}", nxt), what=f"recreate {service} from {image}", timeout=1800)
+    try:
+        wait_healthy(ml)
+    except DeployError as e:
+        live = (*COMPOSE_MLNODE, IMAGE_OVERRIDE) if ml.remote.probe(f"test -f {q(join + '/' + IMAGE_OVERRIDE)}").ok \
+            else COMPOSE_MLNODE
+        ml.remote.run(compose(ml, f"up -d {q(service)}", live), what=f"back to {old or 'the previous image'}", timeout=1800)
+        with contextlib.suppress(DeployError):
+            wait_healthy(ml)
+            set_enabled(run, net, nid, True)
+        raise DeployError(f"ML node {nid}: {image} did not come up healthy ({e.message}); it runs {old or 'its old image'} "
+                          "again; the roll stopped here, the ML nodes after it are untouched",
+                          "check the image (`docker compose -f docker-compose.mlnode.yml logs` on that server), fix "
+                          "MLNODE_IMAGE and rerun roll-ml-nodes") from None
+    ml.remote.run(f"mv -f {q(join + '/' + NEXT_OVERRIDE)} {q(join + '/' + IMAGE_OVERRIDE)}",
+                  what=f"make {image} the ML node's image")
+    record_launched(ml)  # an add-ml-node rerun finds this the configuration it started
+    set_enabled(run, net, nid, True)
+    run.log.ok(f"ML node {nid} runs {image}")
+
+
+def roll(run) -> None:
+    """`roll-ml-nodes`: each ML node of this network node, one at a time, to its MLNODE_IMAGE."""
+    if run.cfg.is_mlnode:
+        raise DeployError("roll-ml-nodes takes the network node's config", "give --node <the network node's config>")
+    configs = ml_configs_of(run.cfg)
+    only = set(run.opt("ml_node") or [])
+    configs = [c for c in configs if not only or c["ML_NODE_ID"] in only]
+    if not configs:
+        raise DeployError(f"no ML-node config in nodes/ names {run.cfg.path.name} as its NETWORK_NODE",
+                          "create one per ML server (NODE_KIND=mlnode, NETWORK_NODE, PRIVATE_IP)")
+    for c in configs:
+        with ml_run(run, c) as ml:
+            roll_one(run, run, ml)
