@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+SIM_PREFIX = "/gonka-sim/"  # routes of the sandbox itself, never of a modelled service
+
+
 @dataclasses.dataclass
 class Knobs:
     """Fault knobs common to every simulated server. All default to "behave normally".
@@ -202,8 +205,11 @@ class SimHandler(BaseHTTPRequestHandler):
             body=body,
             listener=self.server.listener_name,
         )
+        # the sandbox's own plumbing (SIM_PREFIX routes, e.g. an api reporting its ML nodes to the seed)
+        # is no part of the modelled API: no faults, no log entry a test would count
+        plumbing = req.path.startswith(SIM_PREFIX)
         try:
-            if not sim._apply_faults(req):
+            if plumbing or not sim._apply_faults(req):
                 sim.handle(req)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -213,7 +219,8 @@ class SimHandler(BaseHTTPRequestHandler):
                 self.send_json(500, {"message": f"simulation error: {type(exc).__name__}: {exc}"})
             sim.errors.append(exc)
         finally:
-            sim._record(req, self._status)
+            if not plumbing:
+                sim._record(req, self._status)
             with sim.lock:
                 sim._inflight -= 1
                 sim._idle.notify_all()

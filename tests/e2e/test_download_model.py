@@ -283,6 +283,7 @@ def start_fab(lab, node: str, log_name: str) -> subprocess.Popen:
                             env={**os.environ, "NO_COLOR": "1"})
 
 
+@pytest.mark.slow  # whole transfers under faults: with the slow set (CI runs it)
 def test_three_interruptions_never_fetch_a_finished_file_again(srv, hub):
     """The job killed, the SSH connection dropped and a CDN resetting every 7th connection, all in
     one download of 16 shards: it completes, and every file finished before an interruption has no
@@ -347,6 +348,7 @@ def test_three_interruptions_never_fetch_a_finished_file_again(srv, hub):
 
 
 # ---------------------------------------------------- the data disk fills meanwhile
+@pytest.mark.slow  # whole transfers under faults: with the slow set (CI runs it)
 def test_a_disk_that_fills_during_the_download_ends_it_at_once_with_the_numbers(srv, hub):
     """Something else fills the data disk to the last block while the job runs: the job ends within
     seconds with "data disk full" and the space figures, retries nothing, and once the space is

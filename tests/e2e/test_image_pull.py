@@ -19,6 +19,7 @@ def pulls(host) -> list[str]:
     return [c["argv"][1] for c in host.docker_calls() if c["argv"][:1] == ["pull"]]
 
 
+@pytest.mark.slow  # a refused pull and its rerun: with the slow set (CI runs it)
 def test_a_refused_image_is_named_and_a_rerun_finishes_the_pull(lab, sandbox_host):
     host = sandbox_host
     host.write_file(KNOBS, json.dumps({"pull_fail": {"gonka-ai/mlnode": "denied: requested access to the resource is "

@@ -40,6 +40,7 @@ def checks(lab, key: str) -> dict[str, dict]:
     return {c["name"]: c for c in data["checks"]}
 
 
+@pytest.mark.slow  # a whole deploy and a model load: with the slow set (CI runs it)
 def test_a_model_bigger_than_one_gpu_loads_with_tensor_parallel_and_is_found_offline(lab, sandbox_host, world):
     host = sandbox_host
     repo = big_world(world, v_ram=200)
