@@ -19,7 +19,7 @@ IGNORED = [
     "logs/x.log",
     "logs/node1_20260101-000000.log",
 ]
-KEPT = ["nodes/example.conf"]
+KEPT = ["nodes/example.conf", "nodes/example-mlnode.conf"]
 
 
 def check_ignore(paths: list[str]) -> set[str]:
