@@ -112,14 +112,17 @@ def enable_ml_node(c, node=None, nodes=None, ml_node=None, yes=False, plan=False
                        {"yes": yes, "plan": plan, "ml_node": ml_node, "accept_new_host_key": accept_new_host_key})
 
 
-@task(iterable=["node"], help={"timeout": "seconds to wait for the next epoch and for the node to leave it "
-                               "(default 2 days)", **ML_HELP})
-def remove_ml_node(c, node=None, nodes=None, yes=False, plan=False, timeout=None, accept_new_host_key=False):
+@task(iterable=["node", "ml_node"], help={
+    "timeout": "seconds to wait for the next epoch and for the node to leave it (default 2 days)",
+    "ml_node": "with the network node's config as --node: the id of an ML node whose server is gone "
+               "(its registration only)", **ML_HELP})
+def remove_ml_node(c, node=None, nodes=None, ml_node=None, yes=False, plan=False, timeout=None,
+                   accept_new_host_key=False):
     """Decommission an ML node as documented: disable, wait for the next epoch, confirm it left the epoch's
     participants (/v1/epochs/current/participants), delete it (DELETE /admin/v1/nodes/:id), stop its containers.
-    A rerun resumes where it stopped."""
+    A rerun resumes where it stopped. For a server that is gone: the network node's config and --ml-node ID."""
     from .phases.mlops import remove  # noqa: PLC0415
-    _common().run_task(c, node, nodes, remove, {"yes": yes, "plan": plan, "timeout": timeout,
+    _common().run_task(c, node, nodes, remove, {"yes": yes, "plan": plan, "timeout": timeout, "ml_node": ml_node,
                                                 "accept_new_host_key": accept_new_host_key})
 
 

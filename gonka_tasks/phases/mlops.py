@@ -112,12 +112,17 @@ def remove(run) -> None:
     """`remove-ml-node`: disable, wait for the next epoch, confirm the node left the epoch's participants,
     DELETE it, then stop its containers on its server. Each step rechecks, so a rerun resumes."""
     cfg = run.cfg
-    if not cfg.is_mlnode:
-        raise DeployError("remove-ml-node takes the ML node's config (it stops the containers on its server)",
-                          "give --node <the ML node's config>")
-    nid = cfg["ML_NODE_ID"]
+    if cfg.is_mlnode:
+        nid = cfg["ML_NODE_ID"]
+    else:  # the ML server is gone (or unreachable): only its registration, through the network node
+        wanted = run.opt("ml_node") or []
+        if len(wanted) != 1:
+            raise DeployError("remove-ml-node with the network node's config needs the one ML node to remove",
+                              "give --ml-node <id> (or --node <the ML node's config> to stop its containers too)")
+        nid = wanted[0]
+        adminapi.admin_path(nid)  # refuses an id that is no ML node id
     timeout = float(run.opt("timeout") or 2 * 86400)
-    with network_run(run) as net:
+    with _network(run) as net:
         listed = mlnodes.find(admin_nodes(net), nid)
         if listed is not None:
             set_enabled(run, net, nid, False)
@@ -153,7 +158,12 @@ def remove(run) -> None:
             run.steps.run(f"{nid} removed from {net.cfg.key_name}",
                           lambda: mlnodes.find(admin_nodes(net), nid) is None, delete)
         else:
-            run.log.info(f"ML node {nid} is not registered with {net.cfg.key_name}: stopping its containers only")
+            run.log.info(f"ML node {nid} is not registered with {net.cfg.key_name}"
+                         + (": stopping its containers only" if cfg.is_mlnode else ""))
+        if not cfg.is_mlnode:
+            run.log.warn(f"the containers of ML node {nid} were not stopped (its server was not given): stop them "
+                         "there, or run remove-ml-node --node <its config> once it is reachable")
+            return
         ps = compose(run, "ps -q", COMPOSE_MLNODE, source_env=False)
         run.steps.run(f"ML node containers stopped on {cfg.server_ip}",
                       lambda: not run.remote.probe(ps).out,

@@ -204,3 +204,30 @@ def test_remove_waits_for_the_epoch_then_the_node_is_gone(cluster):
     assert "ml2" not in c.admin_nodes()
     assert c.image_of(c.ml2) == ""
     assert "ml1" in c.admin_nodes() and c.image_of(c.ml1) == NEW_IMAGE
+
+
+def test_a_gone_servers_registration_is_removed_through_the_network_node(cluster):
+    """The ML server died: the network node's config and --ml-node take its registration out by the same
+    sequence (disable, next epoch, out of the participants, DELETE), with a warning that its containers
+    were not stopped."""
+    c = cluster
+    c.ml1.down()  # the server is gone: no SSH, no ML node
+    proc = subprocess.Popen([*fab_command(make_project(c.lab.workdir)), "remove-ml-node", "--node", "net",
+                             "--ml-node", "ml1", "--yes"],
+                            cwd=c.lab.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while c.admin_nodes().get("ml1", {}).get("state", {}).get("admin_state", {}).get("enabled") is not False:
+            assert time.monotonic() < deadline and proc.poll() is None, "ml1 was never disabled:\n" + (
+                tail(proc.communicate()[0]) if proc.poll() is not None else "")
+            time.sleep(0.5)
+        time.sleep(2)
+        c.seed.advance_epoch()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, tail(out)
+    assert "ml1" not in c.admin_nodes()
+    assert re.search(r"\[WARN\].*containers of ML node ml1 were not stopped", out), tail(out)
