@@ -128,11 +128,12 @@ def preflight(run: Run, *, ask: bool = True) -> None:
 
 
 def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: bool = True,
-             checks: bool = False) -> None:
+             checks: bool = False, network_only: str = "") -> None:
     """Load each node, run `work` on it after the preflight, exit non-zero if any node failed.
 
     `checks`: the task changes the server (or is `validate`): the server's prerequisites are
-    checked first, read-only, and any FAIL stops it before anything changes."""
+    checked first, read-only, and any FAIL stops it before anything changes. `network_only`: the
+    task's name when it has no meaning on an ML-node server (refused before connecting)."""
     project = project_dir(c)
     try:
         paths = node_paths(node, nodes, _host_string(c), project)
@@ -147,6 +148,10 @@ def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: 
     def one(path: str, console=None, prefix: str = "") -> tuple[int, Run | None]:
         try:
             cfg = load_node(path, project)
+            if network_only and cfg.is_mlnode:
+                raise ConfigError([f"{network_only} works on a network node; this is an ML-node server "
+                                   "(NODE_KIND=mlnode): deploy it with add-ml-node, see it with "
+                                   "`ml-nodes --node <it>`, take it out with remove-ml-node"], path)
         except ConfigError as e:
             report_config_error(path, e, console, prefix)
             return 1, None
@@ -207,8 +212,13 @@ def deploy(c, node=None, nodes=None, yes=False, plan=False, from_=None, only=Non
         "no_pipeline": no_pipeline, "accept_lost_mnemonic": accept_lost_mnemonic, "install_prereqs": install_prereqs})
 
 
+# phases 1 and 2 are also an ML-node server's (its disk and model); the rest are the network node's
+ML_SERVER_PHASES = ("prepare-server", "download-model")
+
+
 def _phase(c, name: str, node, nodes, **opts) -> None:
-    run_task(c, node, nodes, _phase_task(name), opts, checks=True)
+    run_task(c, node, nodes, _phase_task(name), opts, checks=True,
+             network_only="" if name in ML_SERVER_PHASES else name)
 
 
 @node_task(
@@ -262,7 +272,8 @@ def verify(c, node=None, nodes=None, plan=False, accept_new_host_key=False, para
     """Phase 7: check the running host (registration, RPC, dashboard, ML node, GPU, logs, exposure)."""
     # read-only on the server: --plan changes nothing here (it is accepted like on every task)
     run_task(c, node, nodes, _phase_task("verify"),
-             {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key, "parallel": parallel}, ask=False)
+             {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key, "parallel": parallel}, ask=False,
+             network_only="verify")
 
 
 @node_task(parallel="query this many nodes at the same time")
@@ -270,7 +281,7 @@ def status(c, node=None, nodes=None, plan=False, accept_new_host_key=False, para
     """Read-only: a table of the phases (from live probes), containers, height, disk, model, keys."""
     from .phases.status import status as show  # noqa: PLC0415
     run_task(c, node, nodes, show, {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key,
-                                    "parallel": parallel}, ask=False)
+                                    "parallel": parallel}, ask=False, network_only="status")
 
 
 @node_task()
@@ -279,7 +290,7 @@ def backup_keys(c, node=None, nodes=None, plan=False, accept_new_host_key=False)
     nodes/<KEY_NAME>/backup/<time>/ (checksummed)."""
     from .phases.backup import backup_keys as backup  # noqa: PLC0415
     run_task(c, node, nodes, backup, {"yes": True, "plan": plan, "accept_new_host_key": accept_new_host_key},
-             ask=False)
+             ask=False, network_only="backup-keys")
 
 
 @node_task(
@@ -294,7 +305,8 @@ def stage_upgrade(c, node=None, nodes=None, version=None, checksums=None, releas
     them in .inference/ and .dapi/cosmovisor/upgrades/<version>/ (never the running binary); a rerun skips."""
     from .phases.upgrade import stage_upgrade as stage  # noqa: PLC0415
     run_task(c, node, nodes, stage, {"yes": yes, "plan": plan, "accept_new_host_key": accept_new_host_key,
-                                     "version": version, "checksums": checksums, "releases_url": releases_url})
+                                     "version": version, "checksums": checksums, "releases_url": releases_url},
+             network_only="stage-upgrade")
 
 
 def build_namespace() -> Collection:

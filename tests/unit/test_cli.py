@@ -104,3 +104,15 @@ def test_artefacts_and_log_go_to_the_projects_nodes_and_logs_wherever_the_config
     assert (project / "nodes" / "far-away" / "last_run.json").exists()
     assert sorted(p.name for p in elsewhere.iterdir()) == ["n1.conf"]
     assert not (tmp_path / "private" / "logs").exists()
+
+
+@pytest.mark.parametrize("task", ["configure", "launch", "verify", "status", "backup-keys"])
+def test_a_network_node_task_refuses_an_ml_node_config_before_connecting(tmp_path, task):
+    write_node(tmp_path, conf_text(), "node-a")
+    write_node(tmp_path, conf_text(NODE_KIND="mlnode", NETWORK_NODE="node-a", PRIVATE_IP="10.0.0.21",
+                                   KEYRING_PASSWORD=None, ACCOUNT_PUBKEY=None), "gpu1")
+    r = fab(task, "--node", "gpu1", *(("--yes",) if task in ("configure", "launch") else ()), cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Traceback" not in out, out
+    assert f"{task} works on a network node" in out and "add-ml-node" in out, out
+    assert "connect" not in out.lower(), out  # refused from the config alone: no SSH attempt
