@@ -211,7 +211,11 @@ def roll_one(run, net, ml) -> None:
 
     cfg, join = ml.cfg, ml.cfg.join_dir
     nid, image = cfg["ML_NODE_ID"], cfg["MLNODE_IMAGE"]
-    service = mlnode_service(ml.remote.probe(f"cat {q(join + '/docker-compose.mlnode.yml')}").stdout)
+    found = ml.remote.probe(f"cat {q(join + '/docker-compose.mlnode.yml')}")
+    if not found.ok:
+        raise DeployError(f"ML node {nid}: no docker-compose.mlnode.yml in {join} on {cfg.server_ip}",
+                          f"deploy it first: fab add-ml-node --node {cfg.path.stem}")
+    service = mlnode_service(found.stdout)
     old = running_image(ml, service)
     if not image or old == image:
         run.log.skip(f"ML node {nid}: runs {old or '?'} ({'MLNODE_IMAGE empty' if not image else 'as configured'})")

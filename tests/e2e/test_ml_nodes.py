@@ -23,7 +23,7 @@ from gonka_sim.network import repos
 from tests.plugins.hosts import HostFactory, require_sandbox
 from tests.plugins.world import World
 
-pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("ml-nodes")]
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 NEW_IMAGE = "ghcr.io/gonka-ai/mlnode:3.0.14"
 OLD_IMAGE = "ghcr.io/gonka-ai/mlnode:3.0.13"
@@ -80,7 +80,7 @@ def reaches(src, ip: str, port: int) -> bool:
     return src.run(["python3", "-c", code], check=False, timeout=20).returncode == 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cluster(seed_server, hub_server, pypi_index, sandbox_provision, tmp_path_factory, request):
     require_sandbox()
     tmp = tmp_path_factory.mktemp("ml-nodes")
@@ -106,8 +106,7 @@ def cluster(seed_server, hub_server, pypi_index, sandbox_provision, tmp_path_fac
             factory.close()
 
 
-def test_one_command_deploys_a_network_node_and_two_ml_servers_fenced_and_registered(cluster):
-    c = cluster
+def one_command_deploys_a_network_node_and_two_ml_servers_fenced_and_registered(c: Cluster) -> None:
     c.fab("deploy", "--nodes", str(c.lab.nodes / "*.conf"), "--yes")
 
     nodes = c.admin_nodes()
@@ -138,8 +137,7 @@ def test_one_command_deploys_a_network_node_and_two_ml_servers_fenced_and_regist
     assert re.search(r"ml1\b.*INFERENCE", listing) and re.search(r"ml2\b.*INFERENCE", listing), listing
 
 
-def test_image_roll_stops_at_the_failing_second_node_first_updated_second_unchanged(cluster):
-    c = cluster
+def image_roll_stops_at_the_failing_second_node_first_updated_second_unchanged(c: Cluster) -> None:
     c.write_ml(c.ml1, "ml1", MLNODE_IMAGE=NEW_IMAGE)
     c.write_ml(c.ml2, "ml2", MLNODE_IMAGE=NEW_IMAGE)
     c.ml2.write_file("/etc/gonka-sim/knobs.json", json.dumps({"mlnode_broken_images": {NEW_IMAGE: "unhealthy"}}))
@@ -156,8 +154,7 @@ def test_image_roll_stops_at_the_failing_second_node_first_updated_second_unchan
     c.write_ml(c.ml2, "ml2")  # the operator takes the broken image out of its config again
 
 
-def test_model_change_inside_poc_is_refused(cluster):
-    c = cluster
+def model_change_inside_poc_is_refused(c: Cluster) -> None:
     c.seed.set_phase("poc")
     try:
         before = c.admin_nodes()["ml1"]["node"]["models"]
@@ -170,8 +167,7 @@ def test_model_change_inside_poc_is_refused(cluster):
         c.write_ml(c.ml1, "ml1", MLNODE_IMAGE=NEW_IMAGE)
 
 
-def test_remove_waits_for_the_epoch_then_the_node_is_gone(cluster):
-    c = cluster
+def remove_waits_for_the_epoch_then_the_node_is_gone(c: Cluster) -> None:
     proc = subprocess.Popen([*fab_command(make_project(c.lab.workdir)), "remove-ml-node", "--node", "ml2", "--yes"],
                             cwd=c.lab.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
@@ -206,11 +202,10 @@ def test_remove_waits_for_the_epoch_then_the_node_is_gone(cluster):
     assert "ml1" in c.admin_nodes() and c.image_of(c.ml1) == NEW_IMAGE
 
 
-def test_a_gone_servers_registration_is_removed_through_the_network_node(cluster):
+def a_gone_servers_registration_is_removed_through_the_network_node(c: Cluster) -> None:
     """The ML server died: the network node's config and --ml-node take its registration out by the same
     sequence (disable, next epoch, out of the participants, DELETE), with a warning that its containers
     were not stopped."""
-    c = cluster
     c.ml1.down()  # the server is gone: no SSH, no ML node
     proc = subprocess.Popen([*fab_command(make_project(c.lab.workdir)), "remove-ml-node", "--node", "net",
                              "--ml-node", "ml1", "--yes"],
@@ -231,3 +226,13 @@ def test_a_gone_servers_registration_is_removed_through_the_network_node(cluster
     assert proc.returncode == 0, tail(out)
     assert "ml1" not in c.admin_nodes()
     assert re.search(r"\[WARN\].*containers of ML node ml1 were not stopped", out), tail(out)
+
+
+def test_ml_node_servers_from_deploy_to_decommission(cluster):
+    """One deploy of three servers, then the day-2 operations on them, in this order (each step
+    builds on the state the one before left: one test, so that no other test's hosts come between)."""
+    one_command_deploys_a_network_node_and_two_ml_servers_fenced_and_registered(cluster)
+    image_roll_stops_at_the_failing_second_node_first_updated_second_unchanged(cluster)
+    model_change_inside_poc_is_refused(cluster)
+    remove_waits_for_the_epoch_then_the_node_is_gone(cluster)
+    a_gone_servers_registration_is_removed_through_the_network_node(cluster)
