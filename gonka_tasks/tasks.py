@@ -143,6 +143,17 @@ def run_task(c, node, nodes, work: Callable[[Run], object], opts: dict, *, ask: 
     if not paths:
         print("error: no node given; use --node nodes/<name>.conf (see nodes/example.conf)", file=sys.stderr)
         raise Exit(code=1)
+    if network_only and len(paths) > 1:  # `--nodes 'nodes/*.conf'` over a fleet with ML-node servers in it
+        from .mltasks import kinds  # noqa: PLC0415
+
+        paths, ml = kinds(paths, project)
+        if ml:
+            names = ", ".join(Path(p).stem for p in ml)
+            print(f"{network_only}: leaving out the ML-node servers {names} (`fab ml-nodes` shows them)",
+                  file=sys.stderr)
+        if not paths:
+            print(f"error: {network_only} works on network nodes, and none was given", file=sys.stderr)
+            raise Exit(code=1)
     from .fleet import run_fleet  # noqa: PLC0415 - fleets pull in the thread pool only when used
 
     def one(path: str, console=None, prefix: str = "") -> tuple[int, Run | None]:

@@ -116,3 +116,13 @@ def test_a_network_node_task_refuses_an_ml_node_config_before_connecting(tmp_pat
     assert r.returncode == 1 and "Traceback" not in out, out
     assert f"{task} works on a network node" in out and "add-ml-node" in out, out
     assert "connect" not in out.lower(), out  # refused from the config alone: no SSH attempt
+
+
+def test_a_fleet_glob_leaves_the_ml_node_servers_out_of_network_node_tasks(tmp_path):
+    for name in ("gpu1", "gpu2"):
+        write_node(tmp_path, conf_text(NODE_KIND="mlnode", NETWORK_NODE="node-a", PRIVATE_IP="10.0.0.21",
+                                       KEYRING_PASSWORD=None, ACCOUNT_PUBKEY=None), name)
+    r = fab("status", "--nodes", "nodes/*.conf", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "Traceback" not in out, out
+    assert "leaving out the ML-node servers gpu1, gpu2" in out and "none was given" in out, out
