@@ -87,7 +87,7 @@ def persisted(existing: str, wanted: list[str]) -> str:
             if in_filter and not any(x.startswith(f":{CHAIN} ") for x in kept):
                 out.append(f":{CHAIN} - [0:0]")
             continue
-        if in_filter and (s == "COMMIT" or (s.startswith("-A ") and not s.startswith(":"))):
+        if in_filter and (s == "COMMIT" or s.startswith("-A ")):
             out += ours_lines
             ours_lines = []
         out.append(ln)

@@ -112,7 +112,7 @@ def enable_ml_node(c, node=None, nodes=None, ml_node=None, yes=False, plan=False
                        {"yes": yes, "plan": plan, "ml_node": ml_node, "accept_new_host_key": accept_new_host_key})
 
 
-@task(iterable=["node", "ml_node"], help={
+@task(iterable=["node"], help={
     "timeout": "seconds to wait for the next epoch and for the node to leave it (default 2 days)",
     "ml_node": "with the network node's config as --node: the id of an ML node whose server is gone "
                "(its registration only)", **ML_HELP})

@@ -113,8 +113,7 @@ class HubServer(SimServer):
     ):
         initial = list(repos) if repos is not None else [make_model_repo()]
         self._initial_repos = {r.repo_id: r for r in initial}
-        self._global_bucket: TokenBucket | None = None
-        self._client_buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}  # shared limits: "*" (global) and client addresses
         super().__init__(host, port, knobs)
         self._ports["cdn"] = cdn_port
         seg = r"([^/]+)"
@@ -131,8 +130,7 @@ class HubServer(SimServer):
         self.bytes_served = 0
         self.bytes_by_file: collections.Counter[str] = collections.Counter()
         self.file_log: list[FileResponse] = []
-        self._global_bucket = None
-        self._client_buckets: dict[str, TokenBucket] = {}
+        self._buckets = {}
         self.file_gets = 0
 
     # -- repos -----------------------------------------------------------------------------------
@@ -334,26 +332,16 @@ class HubServer(SimServer):
         with self.lock:
             self.file_log.append(rec)
 
-    def _global(self) -> TokenBucket | None:
-        rate = self.knobs.global_bandwidth_bps
+    def _shared(self, key: str, rate: int) -> TokenBucket | None:
+        """The bucket shared by every body sent under `key` at `rate` (None when unlimited): the hub's
+        whole output ("*") or one client address's link."""
         with self.lock:
+            bucket = self._buckets.get(key)
             if rate <= 0:
-                self._global_bucket = None
-            elif self._global_bucket is None or self._global_bucket.rate != rate:
-                self._global_bucket = TokenBucket(rate)
-            return self._global_bucket
-
-    def _client(self, req: Request) -> TokenBucket | None:
-        """The bucket of the client's link (one per client address), None when unlimited."""
-        rate = self.knobs.client_link_bps
-        addr = req.handler.client_address[0]
-        with self.lock:
-            if rate <= 0:
-                self._client_buckets.clear()
+                self._buckets.pop(key, None)
                 return None
-            bucket = self._client_buckets.get(addr)
             if bucket is None or bucket.rate != rate:
-                bucket = self._client_buckets[addr] = TokenBucket(rate)
+                bucket = self._buckets[key] = TokenBucket(rate)
             return bucket
 
     def _cdn_mood(self) -> tuple[bool, bool]:
@@ -396,7 +384,8 @@ class HubServer(SimServer):
             cut_at = max(1, (end - start) // 2)
         conn_bps = min(r for r in (k.bandwidth_bps, k.slow_bps if slow else 0, 1 << 62) if r > 0)
         per_conn = TokenBucket(conn_bps) if conn_bps < 1 << 62 else None
-        buckets = [b for b in (per_conn, self._client(req), self._global()) if b is not None]
+        link = self._shared(f"client {req.handler.client_address[0]}", k.client_link_bps)
+        buckets = [b for b in (per_conn, link, self._shared("*", k.global_bandwidth_bps)) if b is not None]
         rate = int(min([b.rate for b in buckets] + [1 << 30]))
         step = max(1024, min(64 * 1024, rate // 20))
         sent = 0

@@ -22,6 +22,7 @@ from . import images, model, recipe
 from .common import COMPOSE_MLNODE, IMAGE_OVERRIDE, Snapshot, compose, compose_files, q, require, wait_until
 
 HEALTH_PATH = "/health"  # mlnode api health.py: 200 {"status": "healthy", ...}
+ML_COMPOSE = COMPOSE_MLNODE[0]  # docker-compose.mlnode.yml: its snapshot key is its name, as bind_ports reads it
 
 
 # ------------------------------------------------------------------------ the network node
@@ -127,7 +128,7 @@ def mlnode_files(run, snap: Snapshot) -> None:
     cfg, join = run.cfg, run.cfg.join_dir
     upload_small(run, snap, "env", f"{join}/config.env", render.mlnode_env(cfg), "ML node config.env")
     if cfg["MLNODE_IMAGE"]:
-        service = mlnode_service(snap["mlcompose"].stdout)
+        service = mlnode_service(snap[ML_COMPOSE].stdout)
         upload_small(run, snap, "override", f"{join}/{IMAGE_OVERRIDE}",
                      render.image_override(service, cfg["MLNODE_IMAGE"]), f"ML node image {cfg['MLNODE_IMAGE']}")
     elif snap["override"].ok:
@@ -153,12 +154,11 @@ def mlnode_up(run, snap: Snapshot) -> None:
     """`docker compose -f docker-compose.mlnode.yml [-f override] up -d`, SKIP when both services run
     from the configured images and the files they started from are unchanged."""
     files = compose_files(run)
-    marker, hash_cmd = launched_marker(run)
 
     def check():
         try:
             ps = facts.parse_compose_ps(snap["ps"].stdout)
-            services = facts.compose_services(snap["mlcompose"].stdout)
+            services = facts.compose_services(snap[ML_COMPOSE].stdout)
         except facts.FactError as e:
             return False, str(e)
         up = {c.service for c in ps if c.running}
@@ -175,8 +175,6 @@ def mlnode_up(run, snap: Snapshot) -> None:
         wait_healthy(run)
         record_launched(run)
 
-    snap.probes.update({"now": hash_cmd, "then": f"cat {q(marker)}"})
-    snap.refresh()
     run.steps.run("ML node running (docker-compose.mlnode.yml)", check, act, refresh=snap.refresh)
 
 
@@ -219,8 +217,11 @@ def fence(run, net_ip: str, snap: Snapshot) -> None:
 
 def ml_snapshot(run) -> Snapshot:
     cfg, join = run.cfg, q(run.cfg.join_dir)
+    marker, hash_cmd = launched_marker(run)
     return Snapshot(run, {
-        "mlcompose": f"cat {join}/docker-compose.mlnode.yml",
+        ML_COMPOSE: f"cat {join}/{ML_COMPOSE}",
+        "now": hash_cmd,  # config.env + compose files now, and when the ML node was last started
+        "then": f"cat {q(marker)}",
         "env": f"sha256sum {join}/config.env",
         "override": f"sha256sum {join}/{IMAGE_OVERRIDE}",
         "ps": compose(run, "ps -a --format json", COMPOSE_MLNODE, source_env=False),
@@ -236,8 +237,6 @@ def bind_ml_ports(run, snap: Snapshot) -> None:
     the deployer's edit, bindings.py, so a release change restores and re-applies it)."""
     from .launch import bind_ports  # noqa: PLC0415
 
-    snap.probes["docker-compose.mlnode.yml"] = snap.probes["mlcompose"]
-    snap.refresh()
     bind_ports(run, snap, COMPOSE_MLNODE)
 
 

@@ -44,11 +44,6 @@ def ml_configs_of(net_cfg) -> list:
     return out
 
 
-def ml_run(run, ml_cfg):
-    """An ML-node server as a second Run on the same log and steps (own connection, closed on leaving)."""
-    return side_run(run, ml_cfg)
-
-
 def _network(run):
     """The network node of a task run on an ML-node config: `network_run`; on a network config: itself."""
     if run.cfg.is_mlnode:
@@ -61,9 +56,10 @@ def list_nodes(run) -> None:
     """`ml-nodes`: the admin API's nodes joined with each ML server's health as the network node sees it."""
     with _network(run) as net:
         nodes = admin_nodes(net)
-        configs = {c["ML_NODE_ID"]: c.path.name for c in ml_configs_of(net.cfg)}
+        ml_configs = ml_configs_of(net.cfg)
+        configs = {c["ML_NODE_ID"]: c.path.name for c in ml_configs}
         hosts = {n.id: (n.host, n.poc_port) for n in nodes}
-        for c in ml_configs_of(net.cfg):
+        for c in ml_configs:
             hosts.setdefault(c["ML_NODE_ID"], (c.private_ip, int(c["PORT"])))
         probes = {nid: health_probe(h, p) for nid, (h, p) in hosts.items() if h and p and "/" not in h}
         answers = net.remote.probe_many(probes, what="ML nodes' /health from the network node") if probes else {}
@@ -112,15 +108,9 @@ def remove(run) -> None:
     """`remove-ml-node`: disable, wait for the next epoch, confirm the node left the epoch's participants,
     DELETE it, then stop its containers on its server. Each step rechecks, so a rerun resumes."""
     cfg = run.cfg
-    if cfg.is_mlnode:
-        nid = cfg["ML_NODE_ID"]
-    else:  # the ML server is gone (or unreachable): only its registration, through the network node
-        wanted = run.opt("ml_node") or []
-        if len(wanted) != 1:
-            raise DeployError("remove-ml-node with the network node's config needs the one ML node to remove",
-                              "give --ml-node <id> (or --node <the ML node's config> to stop its containers too)")
-        nid = wanted[0]
-        adminapi.admin_path(nid)  # refuses an id that is no ML node id
+    # with the network node's config and --ml-node: the ML server is gone, only its registration is removed
+    nid = target_id(run)
+    adminapi.admin_path(nid)  # refuses an id that is no ML node id before anything is asked
     timeout = float(run.opt("timeout") or 2 * 86400)
     with _network(run) as net:
         listed = mlnodes.find(admin_nodes(net), nid)
@@ -258,5 +248,5 @@ def roll(run) -> None:
         raise DeployError(f"no ML-node config in nodes/ names {run.cfg.path.name} as its NETWORK_NODE",
                           "create one per ML server (NODE_KIND=mlnode, NETWORK_NODE, PRIVATE_IP)")
     for c in configs:
-        with ml_run(run, c) as ml:
+        with side_run(run, c) as ml:
             roll_one(run, run, ml)

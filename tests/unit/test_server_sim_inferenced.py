@@ -15,10 +15,7 @@ pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures
 join = support.join
 
-# The deployer's command: passphrase and key name come from the container's environment.
-KEYS_ADD = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
-            '\'printf "%s\\n%s\\n" "$KEYRING_PASSWORD" "$KEYRING_PASSWORD" | '
-            'inferenced keys add "$KEY_NAME" --keyring-backend file\'')
+KEYS_ADD = support.KEYS_ADD
 KEYS_SHOW = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
              '\'inferenced keys show "$KEY_NAME" -a --keyring-backend file\'')
 REGISTER = ('"$DOCKER" compose run --rm --no-deps -T api sh -c \'inferenced register-new-participant '

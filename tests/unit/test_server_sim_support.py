@@ -45,6 +45,10 @@ LIB = SERVER_ROOT / "usr" / "local" / "lib" / "gonka-sim"
 BIN = SERVER_ROOT / "usr" / "local" / "bin"
 DOCKER = BIN / "docker"
 PASSWORD = "Sup3r 'secret' $HOME pass"
+# The deployer's `keys add`: passphrase and key name come from the container's environment.
+KEYS_ADD = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
+            '\'printf "%s\\n%s\\n" "$KEYRING_PASSWORD" "$KEYRING_PASSWORD" | '
+            'inferenced keys add "$KEY_NAME" --keyring-backend file\'')
 
 __all__ = ["chainfiles", "chainkeys", "compose", "engine", "gotemplate", "keyring", "simenv", "tomledit", "TEMPLATES"]
 

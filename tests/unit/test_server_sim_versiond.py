@@ -11,9 +11,7 @@ pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures
 join = support.join
 
-KEYS_ADD = ('"$DOCKER" compose run --rm --no-deps -T api sh -c '
-            '\'printf "%s\\n%s\\n" "$KEYRING_PASSWORD" "$KEYRING_PASSWORD" | '
-            'inferenced keys add "$KEY_NAME" --keyring-backend file\'')
+KEYS_ADD = support.KEYS_ADD
 APPROVED = [{"name": "v2", "binary": "https://example.invalid/devshardd-v2.tar.gz", "sha256": "ab" * 32}]
 
 
