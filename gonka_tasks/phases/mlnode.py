@@ -210,7 +210,11 @@ def fence(run, net_ip: str, snap: Snapshot) -> None:
                        "'iptables-persistent iptables-persistent/autosave_v6 boolean false' | debconf-set-selections")
             run.remote.run(f"{preseed}; {aptget.install_script(['iptables-persistent'])}",
                            what="install iptables-persistent (apt)", timeout=1800)
-        text = firewall.persisted(snap["rules_v4"].stdout if snap["rules_v4"].ok else "", wanted)
+        # the operator's own rules in the file are kept: only a file read in full is merged into
+        if not snap["rules_v4"].ok:
+            raise DeployError(f"cannot read {firewall.RULES_V4} on {cfg.server_ip}",
+                              "check the file (its other rules are kept when the fence is added), then rerun")
+        text = firewall.persisted(snap["rules_v4"].stdout, wanted)
         run.remote.write_file(firewall.RULES_V4, text, mode=0o640, what=f"save the fence in {firewall.RULES_V4}")
     run.steps.run("fence persisted across reboots", persisted, persist, refresh=snap.refresh)
 
@@ -226,7 +230,8 @@ def ml_snapshot(run) -> Snapshot:
         "override": f"sha256sum {join}/{IMAGE_OVERRIDE}",
         "ps": compose(run, "ps -a --format json", COMPOSE_MLNODE, source_env=False),
         "chain": f"iptables -S {firewall.CHAIN}",
-        "rules_v4": f"cat {firewall.RULES_V4}",
+        # absent: empty and ok; present but unreadable: not ok (never rewritten from nothing)
+        "rules_v4": f"test ! -e {firewall.RULES_V4} || cat {firewall.RULES_V4}",
         "persist_tool": "command -v netfilter-persistent",
         "gpus": recipe.GPU_PROBE,
     }, what=f"ML node files, containers and firewall on {cfg.server_ip}")
