@@ -29,7 +29,7 @@ from bench.chaos_host import (  # noqa: E402
 )
 from gonka_sim.hosts import lab as lablib  # noqa: E402
 from gonka_tasks import facts  # noqa: E402
-from gonka_tasks.address import cold_address  # noqa: E402
+from gonka_tasks.config.address import cold_address  # noqa: E402
 
 
 # ------------------------------------------------------------------------------ the checks

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 
 from . import simenv
-from .runtime import Response
+from .responses import Response
 
 NGINX = "nginx/1.28.0"
 

@@ -23,7 +23,7 @@ import tomllib
 
 from . import chainfiles, chainkeys, cosmovisor, simenv, tomledit
 from .behaviour import Behaviour, rlog, zlog
-from .runtime import Fatal, Response, json_response, text_response
+from .responses import Fatal, Response, json_response, text_response
 
 # ----------------------------------------------------------------------------- tmkms
 

@@ -18,7 +18,7 @@ import urllib.request
 from . import chainkeys, cosmovisor, simenv
 from .behaviour import Behaviour, get_json, post_json, slog
 from .keyring import Keyring, KeyringError, LineReader
-from .runtime import Fatal, Response, json_response
+from .responses import Fatal, Response, json_response
 
 
 def should_be_operational(admin: dict, latest_epoch: int, phase: str) -> bool:

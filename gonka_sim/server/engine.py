@@ -323,10 +323,25 @@ def restart_daemon() -> None:
     program_firewall(firewall.dockerd_start)
 
 
+def boot() -> None:
+    """The host's boot order: empty kernel tables, netfilter-persistent (when installed), dockerd."""
+    if firewall.boot_tables():
+        firewall.dockerd_start(all_containers(), daemon_config())
+
+
+def boot_main(argv: list[str] | None = None) -> int:
+    try:
+        boot()
+    except (OSError, RuntimeError) as e:
+        print(f"gonka-sim boot: firewall: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def program_firewall(step=None) -> None:
     """Published ports into the host's nat table (firewall.py); a failure is reported, not fatal."""
     try:
-        (step or firewall.sync)()
+        (step or firewall.sync)(all_containers(), daemon_config())
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         print(f"gonka-sim: iptables: {e}", file=sys.stderr)
 

@@ -42,13 +42,11 @@ PLUGIN_V4 = "/usr/share/netfilter-persistent/plugins.d/15-ip4tables"
 TABLES = ("filter", "nat", "mangle", "raw")
 
 
-def enabled() -> bool:
-    """True on a sandbox host whose dockerd programs iptables."""
+def enabled(daemon: dict) -> bool:
+    """True on a sandbox host whose dockerd (configured by `daemon`, its daemon.json) programs iptables."""
     if os.environ.get("GONKA_SIM_ROOT") not in (None, "", "/") or shutil.which(IPT) is None:
         return False
-    from .engine import daemon_config  # noqa: PLC0415 - engine imports this module
-
-    return daemon_config().get("iptables", True) is not False
+    return daemon.get("iptables", True) is not False
 
 
 def ipt(*args: str, check: bool = True, input: str | None = None, prog: str = IPT) -> subprocess.CompletedProcess:
@@ -74,9 +72,9 @@ def _ensure_first(table: str, chain: str, rules: list[list[str]]) -> None:
         ipt("-t", table, "-I", chain, str(pos), *rule)
 
 
-def dockerd_start() -> None:
+def dockerd_start(containers: list[dict], daemon: dict) -> None:
     """What dockerd programs when it starts: DOCKER-USER (never flushed), the hooks, the DNATs."""
-    if not enabled():
+    if not enabled(daemon):
         return
     with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
         f.write("1\n")
@@ -84,7 +82,7 @@ def dockerd_start() -> None:
     _ensure_first("filter", "INPUT", [[*HOOK, "-j", "DOCKER-USER"], [*HOOK, "-j", "ACCEPT"]])
     _ensure_chain("nat", "DOCKER")
     _ensure_first("nat", "PREROUTING", [["-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKER"]])
-    sync()
+    sync(containers, daemon)
 
 
 def dnat_rules(containers: list[dict]) -> list[str]:
@@ -102,15 +100,13 @@ def dnat_rules(containers: list[dict]) -> list[str]:
     return rules
 
 
-def sync() -> None:
+def sync(containers: list[dict], daemon: dict) -> None:
     """Rewrite the nat DOCKER chain from the containers that run now (a stopped one loses its DNAT)."""
-    if not enabled():
+    if not enabled(daemon):
         return
-    from . import engine  # noqa: PLC0415
-
     _ensure_chain("nat", "DOCKER")
     # --noflush: only the DOCKER chain named here is flushed and refilled, atomically
-    text = "*nat\n:DOCKER - [0:0]\n" + "".join(r + "\n" for r in dnat_rules(engine.all_containers())) + "COMMIT\n"
+    text = "*nat\n:DOCKER - [0:0]\n" + "".join(r + "\n" for r in dnat_rules(containers)) + "COMMIT\n"
     ipt("--noflush", input=text, prog="iptables-restore")
 
 
@@ -155,23 +151,15 @@ def postinst(package: str) -> None:
         save()
 
 
-def boot() -> None:
-    """The host's boot order: empty kernel tables, netfilter-persistent (when installed), dockerd."""
+def boot_tables() -> bool:
+    """The host's boot, up to dockerd: empty kernel tables, then netfilter-persistent (when installed).
+    False where the host has no firewall to program."""
     if os.environ.get("GONKA_SIM_ROOT") not in (None, "", "/") or shutil.which(IPT) is None:
-        return
+        return False
     flush_all()
     if persistent_installed():
         restore()
-    dockerd_start()
-
-
-def boot_main(argv: list[str] | None = None) -> int:
-    try:
-        boot()
-    except (OSError, RuntimeError) as e:
-        print(f"gonka-sim boot: firewall: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return True
 
 
 def netfilter_persistent_main(argv: list[str] | None = None) -> int:

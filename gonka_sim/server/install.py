@@ -45,7 +45,7 @@ PROGRAMS = {
     "usr/libexec/docker/cli-plugins/docker-compose": ("dockercli", "compose_plugin_main",
                                                        "the Compose v2 plugin (docker compose ...)"),
     f"{LIB}/container-init": ("runtime", "main", "main process of a simulated container"),
-    f"{LIB}/boot": ("firewall", "boot_main", "boot order of the host's firewall: netfilter-persistent, dockerd"),
+    f"{LIB}/boot": ("engine", "boot_main", "boot order of the host's firewall: netfilter-persistent, dockerd"),
     f"{LIB}/bin-chain/inferenced": ("inferenced", "main", "the Gonka chain CLI, inside node/api containers"),
     f"{LIB}/bin-gpu/nvidia-smi": ("tools", "nvidia_smi_main", "nvidia-smi inside a GPU container"),
     f"{LIB}/bin-common/wget": ("tools", "http_client_main", "wget inside a container (localhost = itself)"),

@@ -26,7 +26,7 @@ import urllib.request
 
 from . import gpu, hfcache
 from .behaviour import NGINX, Behaviour, forward
-from .runtime import Fatal, Response, json_response
+from .responses import Fatal, Response, json_response
 
 MIB = 1 << 20
 GIB = 1 << 30

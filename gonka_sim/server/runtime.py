@@ -19,29 +19,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import engine, simenv
-
-
-class Fatal(Exception):
-    """The program fails to start: message logged, container exits 1."""
-
-
-class Response:
-    def __init__(self, status: int = 200, body: bytes | str = b"", ctype: str = "application/json",
-                 headers: dict | None = None):
-        self.status = status
-        self.body = body.encode() if isinstance(body, str) else body
-        self.headers = {"Content-Type": ctype, **(headers or {})}
-
-
-def json_response(obj, status: int = 200) -> Response:
-    import json
-
-    return Response(status, json.dumps(obj) + "\n")
-
-
-def text_response(text: str, status: int = 200, ctype: str = "text/plain; charset=utf-8") -> Response:
-    return Response(status, text, ctype)
+from . import engine, services, simenv
+from .responses import Fatal, text_response
 
 
 class _ReuseMixin:
@@ -167,8 +146,6 @@ class Runtime:
         return bool(names & set(spec or []))
 
     def run(self) -> int:
-        from . import services
-
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         k = simenv.knobs()

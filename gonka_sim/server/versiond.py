@@ -31,7 +31,7 @@ import urllib.parse
 
 from .behaviour import Behaviour, get_json
 from .keyring import Keyring, KeyringError, LineReader
-from .runtime import Fatal, Response, json_response, text_response
+from .responses import Fatal, Response, json_response, text_response
 
 BASE_PORT = 5000
 MAX_BACKOFF = 60.0

@@ -10,7 +10,7 @@ import urllib.request
 
 from . import simenv
 from .behaviour import NGINX, Behaviour, forward, not_found
-from .runtime import Response, json_response, text_response
+from .responses import Response, json_response, text_response
 
 # ----------------------------------------------------------------------------- proxy
 

@@ -19,8 +19,8 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from ..errors import DeployError
-from .common import q
+from gonka_tasks.core.shell import q
+from gonka_tasks.errors import DeployError
 
 BACKUP_PATHS = (".tmkms", ".inference/keyring-file", ".inference/config/node_key.json")
 """The key material: a deploy backs it up after phase 4 unless the latest backup matches."""

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import shlex
+import posixpath
 import time
 from collections.abc import Callable
 
-from ..errors import DeployError, MissingPrerequisite
-
-COMPOSE_BASE = ("docker-compose.yml",)
-COMPOSE_ALL = ("docker-compose.yml", "docker-compose.mlnode.yml")
-COMPOSE_MLNODE = ("docker-compose.mlnode.yml",)
-# the ML node image of MLNODE_IMAGE: a compose override beside the gonka files, untracked by git, so a
-# `git checkout <release>` never trips over it
-IMAGE_OVERRIDE = "gonka-deploy.mlnode-image.yml"
+from gonka_tasks import facts
+from gonka_tasks.core import bindings, shell
+from gonka_tasks.core.shell import COMPOSE_ALL, COMPOSE_BASE, COMPOSE_MLNODE, IMAGE_OVERRIDE, q
+from gonka_tasks.errors import DeployError, MissingPrerequisite
 
 
 def compose_files(run) -> tuple[str, ...]:
@@ -24,30 +20,18 @@ def compose_files(run) -> tuple[str, ...]:
     return COMPOSE_MLNODE + ((IMAGE_OVERRIDE,) if run.cfg["MLNODE_IMAGE"] else ())
 
 
-def q(s: str) -> str:
-    return shlex.quote(s)
-
-
-def in_join(run, command: str, *, source_env: bool = True) -> str:
-    """A command run in deploy/join, with config.env sourced (its values reach compose via the env)."""
-    env = ". ./config.env && " if source_env else ""
-    return f"cd {q(run.cfg.join_dir)} && {env}{command}"
-
-
 def compose(run, args: str, files: tuple[str, ...] = COMPOSE_BASE, *, source_env: bool = True) -> str:
-    fs = " ".join(f"-f {f}" for f in files)
-    return in_join(run, f"docker compose {fs} {args}", source_env=source_env)
+    """`docker compose` in this run's deploy/join (shell.compose)."""
+    return shell.compose(run.cfg.join_dir, args, files, source_env=source_env)
 
 
 def api_shell(run, script: str) -> str:
-    """`docker compose run` of a shell script in the api container; $VARS expand inside the container."""
-    return compose(run, f"run --rm --no-deps -T api sh -c {q(script)}")
+    """A shell script in this run's api container (shell.api_shell)."""
+    return shell.api_shell(run.cfg.join_dir, script)
 
 
 def services_of(texts) -> list[str]:
     """Services of several compose files that run by default, in file order (FactError if unreadable)."""
-    from .. import facts  # noqa: PLC0415
-
     services: list[str] = []
     for text in texts:
         services += [s for s in facts.compose_services(text) if s not in services]
@@ -128,3 +112,9 @@ def human(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def write_tracked(run, path: str, content: str, *, mode: int = 0o644, what: str) -> None:
+    """Write a file of the gonka checkout and record its hash, so a later release change may restore it."""
+    run.remote.write_file(path, content, mode=mode, what=what)
+    run.remote.run(bindings.record_command(run.cfg, path, content), what=f"record the deployer's {posixpath.basename(path)}")

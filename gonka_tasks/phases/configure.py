@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .. import recipes, render
-from ..artefacts import write_artefact
-from ..bindings import write_tracked
-from ..errors import DeployError
-from ..ports import p2p_mismatches, publish_p2p
-from . import recipe
-from .common import Snapshot, q, require
+from gonka_tasks.connectors.artefacts import write_artefact
+from gonka_tasks.core import recipes, render, shell
+from gonka_tasks.core.ports import p2p_mismatches, publish_p2p
+from gonka_tasks.core.shell import q
+from gonka_tasks.errors import DeployError
+from gonka_tasks.phases import recipe
+from gonka_tasks.phases.common import Snapshot, require, write_tracked
 
 
 def approved_models(run, entries: list[dict] | None = None) -> list[str] | None:
@@ -57,19 +57,23 @@ def remote_env_hashes(run) -> dict[str, str]:
     return dict(ln.split(" ", 1) for ln in r.out.splitlines() if " " in ln)
 
 
-def backup_command(path: str, mode: int) -> str:
-    """Keep ONE backup, `<path>.bak` (given `mode`, replaced each time): config.env's copies hold the
-    keyring password, so the timestamped `.bak-*` copies of earlier versions are removed too."""
-    bak = q(path + ".bak")
-    # umask 077: the copy is never readable by others, not even before its chmod
-    return (f"rm -f {q(path)}.bak-* && (umask 077 && cp {q(path)} {bak}.tmp && chmod {mode:o} {bak}.tmp "
-            f"&& mv -f {bak}.tmp {bak})")
+def differences(run, name: str, content: str) -> list[str]:
+    """What differs between the server's `name` and `content`: config.env's variable names (compared by
+    per-variable hashes computed on the server: no value travels back), node-config.json's fields."""
+    if name == "config.env":
+        local = render.config_env_values(run.cfg)
+        theirs = remote_env_hashes(run)
+        return [k for k in render.CONFIG_ENV_ORDER if theirs.get(k) != _value_hash(local[k])]
+    theirs = run.remote.probe(f"cat {q(run.cfg.join_dir + '/' + name)}", what=f"{name} on the server").stdout
+    return render.json_differences(theirs, content)
 
 
 def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
-    """One file into deploy/join: SKIP when the hash matches; else back up, name the changes, replace."""
+    """One file into deploy/join: SKIP when the hash matches; else back up, name the changes, replace.
+    The check names what differs (so `--plan` shows it); the action only writes."""
     path = f"{run.cfg.join_dir}/{name}"
     want = hashlib.sha256(content.encode()).hexdigest()
+    changed: list[str] = []
 
     def check():
         if not snap[name].ok:
@@ -79,19 +83,18 @@ def upload(run, snap: Snapshot, name: str, content: str, mode: int) -> None:
         mode_ok = len(lines) > 1 and lines[1] == f"{mode:o}"
         if same and mode_ok:
             return True, "up to date"
-        return False, ("absent" if not lines else "content differs" if not same else f"mode {lines[-1]}")
+        if not lines:
+            return False, "absent"
+        if same:
+            return False, f"mode {lines[-1]}"
+        changed[:] = differences(run, name, content)
+        return False, f"differs in: {', '.join(changed)}" if changed else "content differs"
 
     def act():
         if snap[name].ok:
-            if name == "config.env":
-                local = render.config_env_values(run.cfg)
-                theirs = remote_env_hashes(run)
-                changed = [k for k in render.CONFIG_ENV_ORDER if theirs.get(k) != _value_hash(local[k])]
-                if changed:
-                    run.log.warn(f"config.env on the server differs in: {', '.join(changed)} (replacing it)")
-            else:
-                run.log.warn(f"{name} on the server differs from the rendered one (replacing it)")
-            run.remote.run(backup_command(path, mode), what=f"back up {name} to {name}.bak")
+            what = f"differs in: {', '.join(changed)}" if changed else "differs from the rendered one"
+            run.log.warn(f"{name} on the server {what} (replacing it)")
+            run.remote.run(shell.private_backup(path, mode), what=f"back up {name} to {name}.bak")
         if name == "config.env":  # git-ignored, and holds the password: no hash of it is kept
             run.remote.write_file(path, content, mode=mode, what=f"upload {name}")
         else:  # tracked in the gonka checkout: recorded, so that --update-repo may restore it

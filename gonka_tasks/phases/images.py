@@ -14,8 +14,9 @@ import json
 import time
 from importlib import resources
 
-from ..errors import DeployError
-from .common import compose_files, human, q
+from gonka_tasks.core.shell import q
+from gonka_tasks.errors import DeployError
+from gonka_tasks.phases.common import compose_files, human
 
 JOB_NAME = "pull_job.py"
 JOB_DIR = "/var/lib/gonka-deploy/pull"

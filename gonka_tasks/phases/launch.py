@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import time
 
-from .. import bindings, facts
-from ..bindings import (
+from gonka_tasks import facts
+from gonka_tasks.core import bindings, shell
+from gonka_tasks.core.bindings import (
     ADMIN_PORTS,
     INTERNAL_FIXED,
     binding_problems,
     binds_internal,
     bound_text,
-    write_tracked,
 )
-from ..errors import DeployError
-from . import images
-from .common import COMPOSE_ALL, Snapshot, compose, q, require, services_of, wait_until
-from .model import require_model
+from gonka_tasks.core.shell import COMPOSE_ALL, q
+from gonka_tasks.errors import DeployError
+from gonka_tasks.phases import images
+from gonka_tasks.phases.common import Snapshot, compose, require, services_of, wait_until, write_tracked
+from gonka_tasks.phases.download_model import require_model
 
 __all__ = ["ADMIN_PORTS", "INTERNAL_FIXED", "bind_ports", "internal_ports", "launch"]
 
@@ -49,7 +50,7 @@ def bind_ports(run, snap: Snapshot, files: tuple[str, ...] = COMPOSE_ALL) -> boo
 
         def act(path=path, name=name):
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            run.remote.run(f"cp -p {q(path)} {q(path + '.bak-' + stamp)}", what=f"back up {name}")
+            run.remote.run(shell.stamped_backup(path, f"{path}.bak-{stamp}"), what=f"back up {name}")
             write_tracked(run, path, bound_text(cfg, snap[name].stdout), mode=0o644,
                           what=f"bind the ports of {name} ({where})")
 

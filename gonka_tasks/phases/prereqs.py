@@ -3,13 +3,11 @@ task changes anything (`validate` shows it too). Verdicts come from the pure `pr
 
 from __future__ import annotations
 
-import shlex
-
-from .. import installer, preflight
-from ..errors import DeployError
-from . import recipe
-
-LEVELS = {"PASS": "OK", "WARN": "WARN", "FAIL": "ERROR"}
+from gonka_tasks.core import installer, preflight
+from gonka_tasks.core.checks import LOG_LEVEL, Check
+from gonka_tasks.core.shell import q
+from gonka_tasks.errors import DeployError
+from gonka_tasks.phases import recipe
 
 
 def published_ports(cfg) -> dict[int, tuple[str, str]]:
@@ -27,7 +25,7 @@ def published_ports(cfg) -> dict[int, tuple[str, str]]:
             9100: (cfg.private_ip or inner, "api ML callback"), 9200: ("127.0.0.1", "api admin")}
 
 
-def server_checks(run) -> list[preflight.Check]:
+def server_checks(run) -> list[Check]:
     """Run the preflight once per run; any FAIL stops before anything changes."""
     if getattr(run, "preflight_done", False):
         return []
@@ -74,13 +72,13 @@ def install(run, what: set[str]) -> None:
     if run.plan:
         run.log.info(f"PLAN would install with apt: {names}")
         return
-    run.remote.run(f"bash -c {shlex.quote(installer.install_script(what))}", what=f"install {names} (apt)",
+    run.remote.run(f"bash -c {q(installer.install_script(what))}", what=f"install {names} (apt)",
                    timeout=3600, hint="see the apt output above; the vendors' repositories must be reachable")
 
 
-def show(run, checks: list[preflight.Check]) -> None:
+def show(run, checks: list[Check]) -> None:
     for c in checks:
-        run.log.event(LEVELS[c.result], f"preflight {c.result:4} {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix and
+        run.log.event(LOG_LEVEL[c.result], f"preflight {c.result:4} {c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix and
                       c.result != "PASS" else ""), console=not run.log.rich)
     run.log.table(f"preflight of {run.cfg.key_name} ({run.cfg.server_ip})", ("result", "check", "detail"),
                   [(c.result, c.name, c.detail + (f"; fix: {c.fix}" if c.fix and c.result != "PASS" else ""))

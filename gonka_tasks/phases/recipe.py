@@ -6,9 +6,10 @@ renders with it.
 
 from __future__ import annotations
 
-from .. import recipes
-from ..errors import DeployError
-from ..httpclient import HttpError, get_json
+from gonka_tasks.connectors import seed
+from gonka_tasks.connectors.httpclient import HttpError
+from gonka_tasks.core import recipes
+from gonka_tasks.errors import DeployError
 
 GPU_PROBE = "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>&1"
 # what the ML node asks the cache for: decentralized-api v0.2.13 sends models/status and download
@@ -18,14 +19,14 @@ MLNODE_REVISION = "main"
 
 def governance_models(run) -> list[dict] | None:
     """The seed's governance model entries, or None (with a WARN) when the seed cannot be asked."""
-    url = f"{run.cfg.seed_api_url}/v1/governance/models"
     try:
-        status, data = get_json(url, attempts=3, what="approved models")
+        status, data = seed.governance_models(run.cfg)
     except HttpError as e:
         run.log.warn(f"cannot read the approved models from the seed: {e.message}")
         return None
     if status != 200 or not isinstance(data, dict) or not isinstance(data.get("models"), list):
-        run.log.warn(f"cannot read the approved models: {url} answered HTTP {status} without a model list")
+        run.log.warn(f"cannot read the approved models: {run.cfg.seed_api_url}/v1/governance/models answered "
+                     f"HTTP {status} without a model list")
         return None
     return [m for m in data["models"] if isinstance(m, dict) and m.get("id")]
 

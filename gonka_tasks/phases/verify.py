@@ -11,15 +11,18 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
-from .. import facts, participant
-from ..artefacts import write_artefact
-from ..errors import DeployError
-from ..httpclient import HttpError, request
-from ..preflight import parse_listen_ports
-from .common import COMPOSE_ALL, compose, expected_services, q
-from .services import RPC_STATUS
+from gonka_tasks import facts
+from gonka_tasks.connectors import seed
+from gonka_tasks.connectors.artefacts import write_artefact
+from gonka_tasks.connectors.httpclient import HttpError, request
+from gonka_tasks.core import participant
+from gonka_tasks.core.checks import LOG_LEVEL, Check
+from gonka_tasks.core.checks import counts as count_results
+from gonka_tasks.core.preflight import parse_listen_ports
+from gonka_tasks.core.shell import COMPOSE_ALL, q
+from gonka_tasks.errors import DeployError
+from gonka_tasks.phases.common import compose, expected_services
 
 RPC_PORT = 26657
 EXPOSURE_PORTS = (5050, 8080, 9100, 9200, RPC_PORT)
@@ -35,16 +38,8 @@ REFUSED = re.compile(r"connection refused", re.I)
 # transient by nature: a client that says it reconnects (tmkms after a node restart) is not trouble
 BENIGN = re.compile(r"reconnect", re.I)
 REFUSED_STORM = 10
-RESULT_LEVELS = {"PASS": "OK", "WARN": "WARN", "FAIL": "ERROR"}
 # `docker compose logs` prefixes each line with its container: "api-1   | text"
 LOG_PREFIX = re.compile(r"^(?P<svc>[\w.-]+)\s+\| ?(?P<line>.*)$")
-
-
-@dataclass
-class Check:
-    name: str
-    result: str  # PASS | WARN | FAIL
-    detail: str
 
 
 def retrying(fn: Callable[[], Check], *, attempts: int = 3, wait_s: float = 2.0) -> Check:
@@ -70,13 +65,13 @@ def check_registered(run) -> Check:
     """The cold key is a participant (/v2/participants) with PUBLIC_URL; its account balance shown."""
     cfg = run.cfg
     try:
-        found = participant.lookup_participant(cfg, attempts=3)
+        found = seed.lookup_participant(cfg, attempts=3)
     except HttpError as e:
         return Check("registration", "FAIL", f"seed unreachable: {e.message}")
     except ValueError as e:
         return Check("registration", "FAIL", f"unexpected answer from {participant.participant_url(cfg)}: {e}")
     try:
-        account = participant.lookup_account(cfg, attempts=2)
+        account = seed.lookup_account(cfg, attempts=2)
     except HttpError:
         account = participant.Account("unknown", detail="seed did not answer")
     if found is None:
@@ -110,7 +105,7 @@ def seed_height(run) -> int | None:
 
 
 def check_rpc(run) -> Check:
-    r = run.remote.probe(RPC_STATUS)
+    r = run.remote.probe(facts.RPC_STATUS_PROBE)
     if not r.ok:
         return Check("node RPC", "FAIL", "no answer from the node's RPC (docker exec node ... :26657/status)")
     try:
@@ -423,16 +418,16 @@ def verify(run) -> None:
         line = f"{c.result:4} {c.name}: {c.detail}"
         lines.append(f"[{stamp}] {line}")
         # one line per check in the log; on a terminal the console shows the table below instead
-        run.log.event(RESULT_LEVELS[c.result], f"verify {line}", console=not run.log.rich)
+        run.log.event(LOG_LEVEL[c.result], f"verify {line}", console=not run.log.rich)
     run.log.table(f"verify {cfg.key_name} ({cfg.server_ip})", ("result", "check", "detail"),
                   [(c.result, c.name, c.detail) for c in checks])
-    counts = {k: sum(1 for c in checks if c.result == k) for k in ("PASS", "WARN", "FAIL")}
+    counts = count_results(checks)
     summary = f"verification: {counts['PASS']} PASS, {counts['WARN']} WARN, {counts['FAIL']} FAIL in {took:.1f} s"
     lines.append(f"[{stamp}] {summary}")
     write_artefact(cfg.artefacts, "verification.txt", run.log.redact("\n".join(lines) + "\n"))
     write_artefact(cfg.artefacts, "verification.json", run.log.redact(json.dumps({
         "node": cfg.key_name, "server": cfg.server_ip, "time": stamp, "seconds": round(took, 2),
-        "counts": counts, "checks": [asdict(c) for c in checks]}, indent=2) + "\n"))
+        "counts": counts, "checks": [{"name": c.name, "result": c.result, "detail": c.detail} for c in checks]}, indent=2) + "\n"))
     run.verification = counts
     if counts["FAIL"]:
         raise DeployError(f"{summary}; see {cfg.artefacts}/verification.txt")

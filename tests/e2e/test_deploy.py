@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from gonka_tasks.facts import parse_compose_ps, parse_mnemonic
 
 pytestmark = pytest.mark.sandbox
@@ -108,6 +108,19 @@ def test_noop_rerun_is_cheap(lab, sandbox_host):
     deploy_cmds = [c for c in run["commands"] if c["step"] != "verify"]
     assert len(deploy_cmds) <= 20, [c["what"] for c in deploy_cmds]
     assert all(c["kind"] == "probe" for c in run["commands"])
+
+    # two keys of the config changed: `configure --plan` names both, and changes nothing
+    before = sandbox_host.read_text(f"{JOIN}/config.env")
+    values = lab.values("sbx-b")
+    node = lab.write_node(sandbox_host, "sbx-b", RPC_SERVER_URL_2=values["RPC_SERVER_URL_2"] + "x/",
+                          KEYRING_PASSWORD=values["KEYRING_PASSWORD"] + "-new", ACCOUNT_PUBKEY=values["ACCOUNT_PUBKEY"])
+    plan = lab.fab("configure", "--node", str(node), "--plan")
+    assert plan.returncode == 0, plan.stdout[-3000:]
+    line = next(ln for ln in plan.stdout.splitlines() if "PLAN would run: config.env on the server" in ln)
+    assert "differs in: KEYRING_PASSWORD, RPC_SERVER_URL_2" in line, line
+    assert values["KEYRING_PASSWORD"] not in plan.stdout
+    assert sandbox_host.read_text(f"{JOIN}/config.env") == before
+    assert [c for c in last_run(lab, "sbx-b")["commands"] if c["kind"] == "run"] == []
 
 
 def test_failed_download_stops_the_deploy_before_launch(lab, sandbox_host, world):

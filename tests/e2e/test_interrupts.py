@@ -20,8 +20,8 @@ import time
 import pytest
 
 from bench import chaos
-from gonka_tasks.address import cold_address
-from gonka_tasks.phases import PHASES
+from gonka_tasks.config.address import cold_address
+from gonka_tasks.phases.deploy import PHASES
 
 pytestmark = pytest.mark.sandbox
 

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 
 pytestmark = pytest.mark.sandbox
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from gonka_tasks.connect import known_keys
+from gonka_tasks.connectors.ssh import known_keys
 from tests.e2e.test_prepare_server import fab
 
 pytestmark = pytest.mark.sandbox

@@ -21,7 +21,7 @@ import pytest
 from gonka_sim.hosts.host import SandboxHost
 from gonka_sim.hosts.lab import Lab
 from gonka_sim.network import repos
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.plugins import hosts as host_fixtures
 from tests.plugins.world import World
 

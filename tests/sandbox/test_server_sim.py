@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gonka_sim.network import repos
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.helpers import pubkey_b64
 
 pytestmark = pytest.mark.sandbox

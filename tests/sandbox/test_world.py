@@ -13,7 +13,7 @@ import pytest
 
 from gonka_sim.network.pypi import pip_conf_text
 from gonka_sim.network.seed import SANDBOX_MODEL_ID
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.helpers import pubkey_b64
 
 pytestmark = pytest.mark.sandbox

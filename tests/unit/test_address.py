@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from gonka_tasks.address import (
+from gonka_tasks.config.address import (
     Bech32Error,
     bech32_decode,
     bech32_encode,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from gonka_tasks import aptget
+from gonka_tasks.core import aptget
 from tests.unit import test_server_sim_support as support
 
 pytestmark = support.needs_sim_python

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from gonka_tasks.artefacts import write_artefact, write_atomic
+from gonka_tasks.connectors.artefacts import write_artefact, write_atomic
+from gonka_tasks.connectors.httpclient import HttpError, request
 from gonka_tasks.errors import DeployError
-from gonka_tasks.httpclient import HttpError, request
 
 
 def test_write_atomic_mode_and_no_temp_left(tmp_path):

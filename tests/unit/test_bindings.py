@@ -7,8 +7,8 @@ import subprocess
 from types import SimpleNamespace
 
 from gonka_sim.network import repos
-from gonka_tasks import bindings
-from gonka_tasks.ports import p2p_mismatches, publish_p2p
+from gonka_tasks.core import bindings
+from gonka_tasks.core.ports import p2p_mismatches, publish_p2p
 
 COMPOSE = (repos.TEMPLATES / "gonka/deploy/join/docker-compose.yml").read_text()
 MLNODE = (repos.TEMPLATES / "gonka/deploy/join/docker-compose.mlnode.yml").read_text()

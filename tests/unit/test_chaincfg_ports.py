@@ -6,8 +6,8 @@ import difflib
 
 import pytest
 
-from gonka_tasks import chaincfg
-from gonka_tasks.ports import bind_internal_ports, exposed_mappings
+from gonka_tasks.core import chaincfg
+from gonka_tasks.core.ports import bind_internal_ports, exposed_mappings
 
 CONFIG_TOML = '''# This is a TOML config file.
 proxy_app = "tcp://127.0.0.1:26658"

@@ -233,7 +233,7 @@ def test_ssh_target_from_an_ssh_config_alias(tmp_path):
     import paramiko  # noqa: PLC0415
 
     from gonka_tasks.errors import DeployError  # noqa: PLC0415
-    from gonka_tasks.session import resolve_target  # noqa: PLC0415
+    from gonka_tasks.session.run import resolve_target  # noqa: PLC0415
 
     ssh = paramiko.SSHConfig.from_text("Host gpu1\n  HostName 10.0.0.5\n  User ops\n  Port 2222\n  ProxyJump bastion\n")
     cfg = load(write_node(tmp_path, conf_text(SSH_HOST="gpu1", SSH_USER="", SSH_PORT="", SERVER_IP="203.0.113.9")))

@@ -8,7 +8,7 @@ import pytest
 
 from gonka_tasks.config import KNOWN_KEYS, SECRET_KEYS, load, looks_secret, mask
 from gonka_tasks.errors import ConfigError
-from gonka_tasks.log import RunLog
+from gonka_tasks.session.log import RunLog
 from tests.helpers import PASSWORD, conf_text, write_node
 from tests.unit.test_cli import fab
 

@@ -8,11 +8,12 @@ import subprocess
 from types import SimpleNamespace
 
 from gonka_tasks.config import load
-from gonka_tasks.log import RunLog
+from gonka_tasks.connectors.remote import Remote, Result
+from gonka_tasks.core.shell import private_backup
 from gonka_tasks.phases.common import Snapshot
-from gonka_tasks.phases.configure import backup_command, upload
-from gonka_tasks.remote import Remote, Result
-from gonka_tasks.step import Steps
+from gonka_tasks.phases.configure import upload
+from gonka_tasks.session.log import RunLog
+from gonka_tasks.session.step import Steps
 from tests.helpers import conf_text, write_node
 
 
@@ -88,7 +89,7 @@ def test_unchanged_file_is_not_backed_up(tmp_path):
     assert run.remote.changing == [] and not (join / "node-config.json.bak").exists()
 
 
-def test_backup_command_quotes_the_path_and_globs_only_the_old_copies():
-    cmd = backup_command("/mnt/my disk/join/config.env", 0o600)
+def test_private_backup_quotes_the_path_and_globs_only_the_old_copies():
+    cmd = private_backup("/mnt/my disk/join/config.env", 0o600)
     assert cmd.startswith("rm -f '/mnt/my disk/join/config.env'.bak-* && ")
     assert "umask 077" in cmd and "chmod 600 " in cmd and "mv -f " in cmd and ".bak-2" not in cmd

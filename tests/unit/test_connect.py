@@ -20,10 +20,10 @@ import time
 import paramiko
 import pytest
 
-from gonka_tasks.connect import connect, fingerprint, host_key_name, known_keys, pin_host_key
+from gonka_tasks.connectors.httpclient import HttpError, request
+from gonka_tasks.connectors.ssh import connect, fingerprint, host_key_name, known_keys, pin_host_key
 from gonka_tasks.errors import DeployError
-from gonka_tasks.httpclient import HttpError, request
-from gonka_tasks.log import RunLog
+from gonka_tasks.session.log import RunLog
 
 
 # ------------------------------------------------------------------ a tiny SSH server

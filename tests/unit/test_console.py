@@ -15,14 +15,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from gonka_tasks import console as consoles
+from gonka_tasks.cli.fleet import NodeResult, run_fleet, show_summary, summary_table
 from gonka_tasks.config import load
 from gonka_tasks.errors import DeployError
-from gonka_tasks.fleet import NodeResult, run_fleet, show_summary, summary_table
-from gonka_tasks.log import RunLog
-from gonka_tasks.phases import common, model
-from gonka_tasks.phases import status as status_phase
+from gonka_tasks.operations import status as status_phase
+from gonka_tasks.phases import common
+from gonka_tasks.phases import download_model as model
 from gonka_tasks.phases import verify as verify_phase
+from gonka_tasks.session import console as consoles
+from gonka_tasks.session.log import RunLog
 from tests.helpers import conf_text, write_node
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "demo-terminal.txt"

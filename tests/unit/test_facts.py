@@ -312,7 +312,7 @@ def test_pending_output_markers():
     ("/", "/", "/"), ("/mnt", "/mnt", "/mnt"), ("/a/../etc", None, None), ("mnt/ssd", None, None),
 ])
 def test_mount_paths_are_normalised_before_the_system_check(given, norm, system):
-    from gonka_tasks import paths  # noqa: PLC0415
+    from gonka_tasks.config import paths  # noqa: PLC0415
 
     assert paths.normalise(given) == norm
     if norm:

@@ -93,7 +93,7 @@ def test_simulated_releases_match_the_compose_record(gonka_repo):
 
 
 def test_the_default_ref_is_a_recorded_release(gonka_repo):
-    from gonka_tasks.confkeys import DEFAULTS  # noqa: PLC0415
+    from gonka_tasks.config.confkeys import DEFAULTS  # noqa: PLC0415
 
     ref = DEFAULTS["GONKA_REF"]
     rec = compose_record(DOC.read_text())

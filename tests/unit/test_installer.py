@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from gonka_tasks import installer
+from gonka_tasks.core import installer
 
 
 @pytest.mark.parametrize("what", [{"docker"}, {"compose"}, {"toolkit"}, {"docker", "compose", "toolkit"}])

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from gonka_tasks.errors import DeployError, RemoteCommandError
-from gonka_tasks.log import RunLog, log_path
-from gonka_tasks.session import Run, Target, guarded
+from gonka_tasks.session.log import RunLog, log_path
+from gonka_tasks.session.run import Run, Target, guarded
 from tests.helpers import PASSWORD, conf_text, write_node
 
 LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(INFO|CHECK|EXEC|OK|SKIP|WARN|ERROR|OUTPUT)\]")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gonka_tasks import adminapi, firewall, mlnodes, render
 from gonka_tasks.config import load
+from gonka_tasks.connectors import adminapi
+from gonka_tasks.core import firewall, mlnodes, render
 from gonka_tasks.errors import ConfigError, DeployError
 
 PUBKEY = "A4Rb1r0Yq+5wZ8s0J9q8M3n2vJ8yQ2kz9o3V0wKkq1Xx"
@@ -49,7 +50,7 @@ def test_network_node_with_private_ip_gets_callback_there():
 
 
 def test_callback_port_binds_to_the_private_ip_admin_stays_on_loopback():
-    from gonka_tasks.ports import bind_internal_ports
+    from gonka_tasks.core.ports import bind_internal_ports
     text = '    ports:\n      - "9100:9100"\n      - "9200:9200"\n      - "${PORT:-8080}:8080"\n'
     out = bind_internal_ports(text, {9100, 9200, 8080}, "127.0.0.1", {}, frozenset({9200}), {9100: "10.0.0.5"})
     assert '"10.0.0.5:9100:9100"' in out and '"127.0.0.1:9200:9200"' in out and '"127.0.0.1:${PORT:-8080}:8080"' in out

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from gonka_tasks import preflight, recipes
-from gonka_tasks.preflight import Needs, evaluate
+from gonka_tasks.core import preflight, recipes
+from gonka_tasks.core.preflight import Needs, evaluate
 
 GIB = 1024 ** 3
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gonka_tasks import recipes
-from gonka_tasks.recipes import GovModel, Gpu, RecipeError
+from gonka_tasks.core import recipes
+from gonka_tasks.core.recipes import GovModel, Gpu, RecipeError
 
 H100 = Gpu("NVIDIA H100 80GB HBM3", 81559)
 H200 = Gpu("NVIDIA H200", 143771)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from gonka_tasks.config import load
-from gonka_tasks.render import CONFIG_ENV_ORDER, config_env, diff_env_keys, fstab_line, node_config_json
+from gonka_tasks.core.render import CONFIG_ENV_ORDER, config_env, fstab_line, node_config_json
 from tests.helpers import conf_text, write_node
 
 # every variable of GONKA.md's config.env table
@@ -88,7 +88,3 @@ def test_fstab_line_uses_uuid_and_nofail():
     assert fstab_line("abcd-1", "/mnt/ssd") == "UUID=abcd-1 /mnt/ssd ext4 defaults,nofail 0 2"
 
 
-def test_diff_env_keys_names_changed_variables(tmp_path):
-    a = config_env(_cfg(tmp_path))
-    b = config_env(_cfg(tmp_path, API_PORT="8100", KEYRING_PASSWORD="another-password-123"))
-    assert diff_env_keys(a, b) == ["API_PORT", "KEYRING_PASSWORD", "PUBLIC_URL"]

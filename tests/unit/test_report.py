@@ -9,8 +9,8 @@ import re
 import pytest
 
 from gonka_tasks.config import load
-from gonka_tasks.participant import Account
-from gonka_tasks.report import AfterJoin, grant_command, report_text
+from gonka_tasks.core.participant import Account
+from gonka_tasks.core.report import AfterJoin, grant_command, report_text
 from tests.helpers import conf_text, write_node
 
 WARM = "gonka1qyqszqgpqyqszqgpqyqszqgpqyqszqgpjnp7du"
@@ -131,8 +131,8 @@ def test_report_of_a_failed_deploy_names_the_phase(tmp_path):
 
 # ----------------------------------------------------------------- the verification report's log scan
 def test_log_scan_quotes_each_container_once_with_secrets_masked():
-    from gonka_tasks.log import Redactor  # noqa: PLC0415
     from gonka_tasks.phases.verify import scan_logs  # noqa: PLC0415
+    from gonka_tasks.session.log import Redactor  # noqa: PLC0415
 
     secret = "pa$$ 'word' 123"
     text = "\n".join([
@@ -167,7 +167,7 @@ def test_log_scan_of_unprefixed_lines_and_a_quiet_log():
 
 
 def test_listening_addresses_from_ss():
-    from gonka_tasks.preflight import parse_listen_ports as listening  # noqa: PLC0415
+    from gonka_tasks.core.preflight import parse_listen_ports as listening  # noqa: PLC0415
 
     ss = ("LISTEN 0      5          0.0.0.0:5050  0.0.0.0:*\n"
           "LISTEN 0      5        127.0.0.1:9200  0.0.0.0:*\n"

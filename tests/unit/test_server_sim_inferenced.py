@@ -8,7 +8,7 @@ import time
 import pytest
 
 from gonka_sim.network.seed import SeedServer
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.unit import test_server_sim_support as support
 
 pytestmark = support.needs_sim_python

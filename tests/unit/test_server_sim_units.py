@@ -12,7 +12,7 @@ import tomlkit
 import tomllib
 
 from gonka_sim.network import repos
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.unit.test_server_sim_support import (
     LIB,
     SERVER_ROOT,

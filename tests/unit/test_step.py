@@ -7,9 +7,9 @@ import io
 import pytest
 
 from gonka_tasks.errors import DeployError, RemoteCommandError
-from gonka_tasks.log import RunLog
-from gonka_tasks.session import Run, Target, guarded
-from gonka_tasks.step import Steps
+from gonka_tasks.session.log import RunLog
+from gonka_tasks.session.run import Run, Target, guarded
+from gonka_tasks.session.step import Steps
 from tests.helpers import conf_text, write_node
 
 

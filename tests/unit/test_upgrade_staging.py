@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from gonka_sim.network import releases
-from gonka_tasks import upgrade as up
+from gonka_tasks.core import upgrade as up
 from gonka_tasks.errors import DeployError
-from gonka_tasks.phases import upgrade as phase
+from gonka_tasks.operations import stage_upgrade as phase
 
 A, B, C, D = "a" * 64, "b" * 64, "c" * 64, "d" * 64
 

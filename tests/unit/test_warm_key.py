@@ -9,11 +9,12 @@ import pytest
 
 from gonka_tasks import facts
 from gonka_tasks.config import load
+from gonka_tasks.connectors.remote import Result
 from gonka_tasks.errors import DeployError
-from gonka_tasks.log import RunLog
-from gonka_tasks.phases import services
-from gonka_tasks.remote import Result
-from gonka_tasks.session import Run, Target
+from gonka_tasks.phases import warm_key
+from gonka_tasks.phases.common import Snapshot
+from gonka_tasks.session.log import RunLog
+from gonka_tasks.session.run import Run, Target
 from tests.helpers import conf_text, write_node
 
 ADDR = "gonka1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu"
@@ -55,11 +56,11 @@ def run(tmp_path):
 
 
 def pending(text: str, rc: int | None, alive: bool = False) -> tuple[int, str]:
-    out = f"{services.PID_MARK}4242\n{text}\n\0\0\0"
+    out = f"{warm_key.PID_MARK}4242\n{text}\n\0\0\0"
     if rc is not None:
-        out += f"\n{services.RC_MARK}{rc}\n"
+        out += f"\n{warm_key.RC_MARK}{rc}\n"
     if alive:
-        out += f"\n{services.ALIVE_MARK}\n"
+        out += f"\n{warm_key.ALIVE_MARK}\n"
     return 0, out
 
 
@@ -72,14 +73,14 @@ def test_pending_output_without_exit_status_of_a_dead_creation_names_no_empty_co
     the error says "no exit code" (never `exit code )`)."""
     run._remote = FakeRemote({"tr -d": pending("- address: garbled", None), **KEY_ABSENT})
     with pytest.raises(DeployError) as e:
-        services.recover_pending(run)
+        warm_key.recover_pending(run)
     assert "(no exit code)" in e.value.message and "exit code )" not in str(e.value)
     assert run._remote.ran == ["remove the output of the failed key creation"]
 
 
 def test_pending_output_with_a_mnemonic_is_saved_read_back_then_removed(run):
     run._remote = FakeRemote({"tr -d": pending(f"- address: {ADDR}\n  name: node-a\n\n{WORDS}", 0)})
-    services.recover_pending(run)
+    warm_key.recover_pending(run)
     text = (run.cfg.artefacts / "warm_key.txt").read_text()
     assert f"address: {ADDR}" in text and WORDS in text
     assert (run.cfg.artefacts / "warm_key.txt").stat().st_mode & 0o777 == 0o600
@@ -89,7 +90,7 @@ def test_pending_output_with_a_mnemonic_is_saved_read_back_then_removed(run):
 def test_unreadable_output_of_an_existing_key_is_kept_and_is_an_error(run):
     run._remote = FakeRemote({"tr -d": pending("", 0), **KEY_PRESENT})
     with pytest.raises(DeployError) as e:
-        services.recover_pending(run)
+        warm_key.recover_pending(run)
     assert "was never saved on this machine" in e.value.message and ADDR in e.value.message
     assert run._remote.ran == []  # the server copy stays
 
@@ -97,7 +98,7 @@ def test_unreadable_output_of_an_existing_key_is_kept_and_is_an_error(run):
 def test_unclear_key_state_keeps_the_output_and_stops(run):
     run._remote = FakeRemote({"tr -d": pending("", 1), "keyring-file": (0, ""), "keys show": (125, "daemon down")})
     with pytest.raises(DeployError) as e:
-        services.recover_pending(run)
+        warm_key.recover_pending(run)
     assert "rerun to continue" in e.value.message
     assert run._remote.ran == []
 
@@ -109,9 +110,9 @@ def test_unclear_key_state_keeps_the_output_and_stops(run):
 ])
 def test_an_unclear_probe_never_creates_the_key(run, answers):
     run._remote = FakeRemote({"test -e": (1, ""), **answers})
-    snap = services.Snapshot(run, {"pending": "test -e x"})
+    snap = Snapshot(run, {"pending": "test -e x"})
     with pytest.raises(DeployError) as e:
-        services.warm_key(run, snap)
+        warm_key.warm_key(run, snap)
     assert "could not tell whether the warm key" in e.value.message
     assert run._remote.ran == []
 
@@ -121,7 +122,7 @@ def _script(tmp_path, keys_add: str):
 
     (tmp_path / "join" / ".inference").mkdir(parents=True, exist_ok=True)
     pending = tmp_path / "var" / "node-a.keys-add"
-    script = services.keys_add_script(str(tmp_path / "join"), str(pending), keys_add)
+    script = warm_key.keys_add_script(str(tmp_path / "join"), str(pending), keys_add)
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
     return r, pending
 
@@ -129,9 +130,9 @@ def _script(tmp_path, keys_add: str):
 def test_keys_add_script_keeps_output_and_status_in_the_reserved_file(tmp_path):
     r, pending = _script(tmp_path, f"echo '- address: {ADDR}'; echo; echo '{WORDS}' >&2; exit 0")
     assert r.returncode == 0, r.stderr
-    assert pending.stat().st_size == services.PENDING_RESERVE  # written into the reservation, not truncated
+    assert pending.stat().st_size == warm_key.PENDING_RESERVE  # written into the reservation, not truncated
     assert (pending.parent.stat().st_mode & 0o777) == 0o700 and (pending.stat().st_mode & 0o777) == 0o600
-    got = facts.parse_pending_output(pending.read_text(), services.RC_MARK, services.PID_MARK, services.ALIVE_MARK)
+    got = facts.parse_pending_output(pending.read_text(), warm_key.RC_MARK, warm_key.PID_MARK, warm_key.ALIVE_MARK)
     assert got.exit_code == 0 and facts.parse_keys_add(got.text).mnemonic == WORDS
     # a second run never overwrites that output
     r, _ = _script(tmp_path, "echo never")
@@ -141,7 +142,7 @@ def test_keys_add_script_keeps_output_and_status_in_the_reserved_file(tmp_path):
 
 def test_keys_add_script_records_a_failure(tmp_path):
     r, pending = _script(tmp_path, "echo 'Error: boom' >&2; exit 3")
-    got = facts.parse_pending_output(pending.read_text(), services.RC_MARK, services.PID_MARK, services.ALIVE_MARK)
+    got = facts.parse_pending_output(pending.read_text(), warm_key.RC_MARK, warm_key.PID_MARK, warm_key.ALIVE_MARK)
     assert (r.returncode, got.exit_code, got.text.strip()) == (0, 3, "Error: boom")
 
 
@@ -151,7 +152,7 @@ def test_a_creation_cut_short_by_a_full_disk_moves_its_unreadable_entry_aside(ru
         "tr -d": pending("OSError: [Errno 28] No space left on device", 1),
         "keyring-file": (0, f"keyhash\nnode-a.info\n{facts.KEYRING_LISTED}\n"), "keys show": (1, broken + "\n")})
     with pytest.raises(DeployError) as e:
-        services.recover_pending(run)
+        warm_key.recover_pending(run)
     assert "failed half-way" in e.value.message and "moved aside" in e.value.message
     assert run._remote.ran == ["move the unreadable keyring entry of the failed key creation aside",
                                "remove the output of the failed key creation"]
@@ -162,6 +163,6 @@ def test_an_unreadable_entry_without_our_failed_creation_is_left_alone(run):
     run._remote = FakeRemote({"test -e": (1, ""), "keyring-file": (0, f"node-a.info\n{facts.KEYRING_LISTED}\n"),
                               "keys show": (1, broken + "\n")})
     with pytest.raises(DeployError) as e:
-        services.warm_key(run, services.Snapshot(run, {"pending": "test -e x"}))
+        warm_key.warm_key(run, Snapshot(run, {"pending": "test -e x"}))
     assert "cannot be read" in e.value.message and "move" in (e.value.hint or "")
     assert run._remote.ran == []

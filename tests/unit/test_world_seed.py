@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from gonka_sim.network.seed import SANDBOX_MODEL_ID, SeedServer, is_private_url
-from gonka_tasks.address import cold_address
+from gonka_tasks.config.address import cold_address
 from tests.helpers import pubkey_b64
 
 
