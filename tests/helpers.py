@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 PASSWORD = "Sup3r 'secret' $HOME `x` \\ !pass"
+
+
+def output(name: str) -> str:
+    """A command output the parsers are tested on (tests/fixtures/outputs/): real outputs, or outputs in
+    the real format; the parser tests and the fuzz tests' seeds both read them."""
+    return (FIXTURES / "outputs" / name).read_text()
 
 
 def pubkey_b64(seed: str = "cold") -> str:
@@ -49,3 +60,18 @@ def write_node(workdir: Path, text: str, name: str = "node-a") -> Path:
     path = nodes / f"{name}.conf"
     path.write_text(text)
     return path
+
+
+def fab_bin() -> str:
+    exe = Path(sys.executable).parent / "fab"
+    return str(exe) if exe.exists() else shutil.which("fab") or "fab"
+
+
+def fab(*args: str, cwd: Path = ROOT, stdin=subprocess.DEVNULL, timeout: int = 60) -> subprocess.CompletedProcess:
+    """Run fab as an operator would in a project dir of our choice (`cwd`, made a project with its own
+    fabfile, so what the tasks write lands in its nodes/ and logs/, not the repository's)."""
+    from gonka_sim.hosts.lab import make_project  # noqa: PLC0415
+
+    project = cwd if cwd == ROOT else make_project(cwd)
+    return subprocess.run([fab_bin(), "-r", str(project), *args], cwd=cwd, capture_output=True, text=True,
+                          stdin=stdin, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})

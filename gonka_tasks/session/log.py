@@ -70,6 +70,15 @@ def log_path(logs_dir: Path, key_name: str, when: float | None = None) -> Path:
     return path
 
 
+def _at_level(level: str):
+    """A RunLog method that logs one message at `level`."""
+    def log_at(self, m: str) -> None:
+        self.event(level, m)
+    log_at.__name__ = level.lower()
+    log_at.__doc__ = f"One {level} line."
+    return log_at
+
+
 class RunLog:
     """One run's log for one node: writes each event to the log file and the console."""
 
@@ -161,26 +170,14 @@ class RunLog:
                 self._file.write(self.redact(text).rstrip() + "\n")
                 self._file.flush()
 
-    def info(self, m: str) -> None:
-        self.event("INFO", m)
-
-    def check(self, m: str) -> None:
-        self.event("CHECK", m)
-
-    def exec(self, m: str) -> None:
-        self.event("EXEC", m)
-
-    def ok(self, m: str) -> None:
-        self.event("OK", m)
-
-    def skip(self, m: str) -> None:
-        self.event("SKIP", m)
-
-    def warn(self, m: str) -> None:
-        self.event("WARN", m)
-
-    def error(self, m: str) -> None:
-        self.event("ERROR", m)
+    # one method per level: log.info("..."), log.check("..."), ...
+    info = _at_level("INFO")
+    check = _at_level("CHECK")
+    exec = _at_level("EXEC")
+    ok = _at_level("OK")
+    skip = _at_level("SKIP")
+    warn = _at_level("WARN")
+    error = _at_level("ERROR")
 
     def output(self, m: str, *, console: bool = True) -> None:
         if m and m.strip():

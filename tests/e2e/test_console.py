@@ -2,7 +2,7 @@
 progress bars, tables and the report panel; without one, the plain `[time] [LEVEL]` lines.
 
 `GONKA_RECORD_FIXTURE=1` also saves the terminal recording as tests/fixtures/demo-terminal.txt
-(machine paths replaced by placeholders), which tests/unit/test_console.py checks without root.
+(machine paths replaced by placeholders), which tests/unit/session/test_console.py checks without root.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from gonka_sim.hosts import host as sandbox
 from gonka_sim.hosts.lab import PROJECT_ROOT, fab_command, make_project
-from tests.unit.test_console import ANSI, FIXTURE, LINE, check_terminal_recording
+from tests.unit.session.test_console import ANSI, FIXTURE, LINE, check_terminal_recording
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.xdist_group("demo"), pytest.mark.usefixtures("demo_lock")]  # demos: in CI and with RUN_SLOW=1; one demo host at a time
 

@@ -32,9 +32,7 @@ from gonka_tasks.config import KNOWN_KEYS, NodeConfig, address, load
 from gonka_tasks.core import chaincfg
 from gonka_tasks.core.ports import bind_internal_ports, exposed_mappings, misbound_mappings
 from gonka_tasks.errors import ConfigError
-from tests.helpers import pubkey_b64
-from tests.unit import test_chaincfg_ports as chain_seeds
-from tests.unit import test_facts as seeds
+from tests.helpers import output, pubkey_b64
 
 # Settings per test (decorators), so no global profile leaks into the other test modules.
 _HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -344,8 +342,16 @@ def deep_lsblk(depth: int) -> str:
     return f'{{"blockdevices": [{text}]}}'
 
 
-LSBLK_SEEDS = (seeds.LSBLK_BLANK, seeds.LSBLK_PARTS, seeds.LSBLK_OLD)
-lsblk_inputs = st.one_of(st.sampled_from(LSBLK_SEEDS + (seeds.LSBLK_BLANK.replace("[null]", '["/mnt/ssd"]'),)),
+# the seeds of the mutations: the command outputs the parser tests read (tests/fixtures/outputs/)
+LSBLK_SEEDS = tuple(output(n) for n in ("lsblk-blank.json", "lsblk-partitions.json", "lsblk-mountpoint-2.33.json",
+                                        "lsblk-h200-ubuntu24.json"))
+FSTAB_SEED = output("fstab.txt")
+PS_NDJSON, PS_ARRAY = output("compose-ps.ndjson"), output("compose-ps-array.json")
+STATUS = json.loads(output("rpc-status.json"))
+KEYS_ADD_OUT = output("keys-add.txt")
+ADDR = "gonka1xrxsnuyewsvgxe86yz3t6twzmejrxldekkclqy"  # the address in keys-add.txt
+WORDS = next(ln for ln in KEYS_ADD_OUT.splitlines() if len(ln.split()) == 24)  # its mnemonic
+lsblk_inputs = st.one_of(st.sampled_from(LSBLK_SEEDS + (LSBLK_SEEDS[0].replace("[null]", '["/mnt/ssd"]'),)),
                          inputs_from(*LSBLK_SEEDS, json_seeds=tuple(json.loads(s) for s in LSBLK_SEEDS)),
                          st.integers(1, 1500).map(deep_lsblk))
 
@@ -390,7 +396,7 @@ random_probes = st.tuples(st.one_of(st.just(0), st.integers()), blkid_inputs, ls
 
 @fuzz(300)
 @given(probe=st.one_of(real_probes, random_probes),
-       disk=st.one_of(st.just("/dev/vdc"), any_text), mp=st.one_of(st.just(seeds.MP), any_text),
+       disk=st.one_of(st.just("/dev/vdc"), any_text), mp=st.one_of(st.just("/mnt/ssd"), any_text),
        recorded=st.one_of(st.none(), st.just("u"), st.just("1234-abcd"), any_text), adopt=st.booleans())
 def test_disk_facts_and_decision(probe, disk, mp, recorded, adopt):
     f = fact_outcome(facts.disk_facts, *probe)
@@ -425,8 +431,8 @@ fstab_lines = st.one_of(
               st.sampled_from(["ext4 defaults 0 0", "xfs", ""])).map(" ".join),
     st.sampled_from(["", "# comment", "  /dev/y /mnt/ssd ext4 defaults 0 0", "/dev/z\t/mnt/ssd/\text4"]),
 )
-fstab_texts = st.one_of(st.just(seeds.FSTAB), st.lists(fstab_lines, max_size=10).map("\n".join),
-                        any_text, st.sampled_from([seeds.FSTAB]).flatmap(text_mutant))
+fstab_texts = st.one_of(st.just(FSTAB_SEED), st.lists(fstab_lines, max_size=10).map("\n".join),
+                        any_text, st.sampled_from([FSTAB_SEED]).flatmap(text_mutant))
 
 
 def _is_entry(ln: str, mp: str) -> bool:
@@ -473,13 +479,13 @@ def test_parse_findmnt(text):
         assert all(isinstance(k, str) and isinstance(v, str) for fs in out for k, v in fs.items())
 
 
-PS_SEEDS = (seeds.PS_NDJSON, seeds.PS_ARRAY)
+PS_SEEDS = (PS_NDJSON, PS_ARRAY)
 
 
 @fuzz(250)
 @given(text=st.one_of(
-    inputs_from(*PS_SEEDS, json_seeds=(json.loads(seeds.PS_ARRAY),
-                                       [json.loads(ln) for ln in seeds.PS_NDJSON.splitlines()])),
+    inputs_from(*PS_SEEDS, json_seeds=(json.loads(PS_ARRAY),
+                                       [json.loads(ln) for ln in PS_NDJSON.splitlines()])),
     st.lists(json_values.map(json.dumps), max_size=4).map("\n".join),
     st.integers(1, 1500).map(lambda d: nested(d, "[", "]")),
     st.integers(1, 1500).map(lambda d: '[{"Name": ' + nested(d, "[", "]") + "}]")))
@@ -521,7 +527,7 @@ def test_compose_services(text):
 
 
 @fuzz(200)
-@given(text=st.one_of(inputs_from(json.dumps(seeds.STATUS), json_seeds=(seeds.STATUS, seeds.STATUS["result"])),
+@given(text=st.one_of(inputs_from(json.dumps(STATUS), json_seeds=(STATUS, STATUS["result"])),
                       st.integers(1, 1500).map(lambda d: nested(d, '{"result": ', "}", "1")),
                       st.integers(1, 1500).map(lambda d: '{"sync_info": {}, "node_info": {"network": '
                                                + nested(d, "[", "]") + "}}")))
@@ -533,7 +539,7 @@ def test_parse_rpc_status(text):
         assert isinstance(s.catching_up, bool)
 
 
-key_texts = st.one_of(inputs_from(seeds.KEYS_ADD_OUT, f"{seeds.ADDR}\n", f"# c\n{seeds.WORDS}\n",
+key_texts = st.one_of(inputs_from(KEYS_ADD_OUT, f"{ADDR}\n", f"# c\n{WORDS}\n",
                                   "name value\nother  two words\n"),
                       st.builds(lambda n, c: " " * n + c, st.integers(1, 30000),
                                 st.sampled_from(["x", "-", "- a"])))
@@ -683,7 +689,7 @@ def test_every_facts_parser_is_fuzzed():
 
 
 # --------------------------------------------------------------------------------- chaincfg
-CONFIG_SEED, APP_SEED = chain_seeds.CONFIG_TOML, chain_seeds.APP_TOML
+CONFIG_SEED, APP_SEED = output("config.toml"), output("app.toml")
 TOML_TRICKS = [
     "p2p = 5\n", 'p2p = "persistent_peers"\n', "p2p = [1, 2]\n", "[p2p.persistent_peers]\nx = 1\n",
     "p2p.persistent_peers = 'a'\n", "[p2p]\npersistent_peers = 5\n", "[[p2p]]\npersistent_peers = ''\n",
@@ -814,7 +820,7 @@ b64ish = st.one_of(any_text, near_keys,
                    st.sampled_from([pubkey_b64(), '{"key": "x"}', "", "  "]).flatmap(text_mutant))
 bech32ish = st.one_of(
     any_text, st.text(alphabet="qpzry9x8gf2tvdw0s3jn54khce6mua7l1QPZ", max_size=100),
-    st.sampled_from([seeds.ADDR, seeds.ADDR.upper(), "a12uel5l", "1", "gonka1"]).flatmap(text_mutant))
+    st.sampled_from([ADDR, ADDR.upper(), "a12uel5l", "1", "gonka1"]).flatmap(text_mutant))
 
 
 @fuzz(300)

@@ -8,38 +8,11 @@ import pytest
 
 from gonka_tasks.core import chaincfg
 from gonka_tasks.core.ports import bind_internal_ports, exposed_mappings
+from tests.helpers import output
 
-CONFIG_TOML = '''# This is a TOML config file.
-proxy_app = "tcp://127.0.0.1:26658"
+CONFIG_TOML = output("config.toml")
 
-#######################################################
-###           P2P Configuration Options             ###
-#######################################################
-[p2p]
-
-# Address to listen for incoming connections
-laddr = "tcp://0.0.0.0:26656"
-
-# Comma separated list of nodes to keep persistent connections to
-persistent_peers = ""
-
-# Maximum number of inbound peers
-max_num_inbound_peers = 40
-'''
-
-APP_TOML = '''# This is a TOML config file.
-
-# default: the last 362880 states are kept, pruning at 10 block intervals
-# nothing: all historic states will be saved, nothing will be deleted (i.e. archiving node)
-pruning = "default"
-
-# These are applied if and only if the pruning strategy is custom.
-pruning-keep-recent = "0"
-pruning-interval = "0"
-
-[api]
-enable = true
-'''
+APP_TOML = output("app.toml")
 
 PEER = "0123456789abcdef0123456789abcdef01234567@203.0.113.5:26656"
 

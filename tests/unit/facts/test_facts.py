@@ -8,14 +8,18 @@ import os
 import pytest
 
 from gonka_tasks import facts
+from tests.helpers import output
 
-LSBLK_BLANK = json.dumps({"blockdevices": [
-    {"name": "vdc", "path": "/dev/vdc", "type": "disk", "fstype": None, "uuid": None, "mountpoints": [None]}]})
-LSBLK_PARTS = json.dumps({"blockdevices": [
-    {"name": "vdc", "path": "/dev/vdc", "type": "disk", "fstype": None, "uuid": None, "mountpoints": [None],
-     "children": [{"name": "vdc1", "path": "/dev/vdc1", "type": "part", "fstype": "xfs", "uuid": "u1",
-                   "mountpoints": ["/data"]}]}]})
-LSBLK_OLD = '{"blockdevices": [{"name": "vdc", "type": "disk", "fstype": "ext4", "uuid": "abc", "mountpoint": "/mnt/ssd"}]}'
+LSBLK_BLANK = output("lsblk-blank.json")
+LSBLK_PARTS = output("lsblk-partitions.json")
+LSBLK_OLD = output("lsblk-mountpoint-2.33.json")  # util-linux before 2.37: one mountpoint
+LSBLK_H200 = output("lsblk-h200-ubuntu24.json")  # a real GPU server
+
+
+def test_parse_lsblk_of_a_real_gpu_server():
+    disks = {d.name: d for d in facts.parse_lsblk(LSBLK_H200)}
+    assert sorted(disks) == ["vda", "vdb", "zram0"]
+    assert disks["vda"].mountpoints == ["/"] and disks["vda"].type == "disk" and disks["vda"].fstype is None
 
 
 def test_parse_lsblk_current_and_old_formats():
@@ -141,7 +145,7 @@ def test_mount_point_probe_on_a_real_shell(tmp_path):
     assert decide(tmp_path / "weird name 'x'").ok
 
 
-FSTAB = "# /etc/fstab\nUUID=root / ext4 errors=remount-ro 0 1\n\n/dev/old /mnt/ssd xfs defaults 0 0\n"
+FSTAB = output("fstab.txt")
 
 
 def test_fstab_with_entry_replaces_in_place_keeping_the_rest():
@@ -164,10 +168,8 @@ def test_findmnt_keys_are_normalised():
     assert facts.parse_findmnt("") == []
 
 
-PS_NDJSON = "\n".join(json.dumps(x) for x in [
-    {"Name": "node", "Service": "node", "State": "running", "ExitCode": 0, "Publishers": []},
-    {"Name": "join-mlnode-308-1", "Service": "mlnode-308", "State": "exited", "ExitCode": 1}])
-PS_ARRAY = json.dumps([{"Name": "tmkms", "Service": "tmkms", "State": "running"}])
+PS_NDJSON = output("compose-ps.ndjson")
+PS_ARRAY = output("compose-ps-array.json")
 
 
 def test_compose_ps_both_formats():
@@ -182,10 +184,7 @@ def test_compose_services_skip_profiles():
     assert facts.compose_services(y) == ["api", "node"]
 
 
-STATUS = {"jsonrpc": "2.0", "id": -1, "result": {
-    "node_info": {"network": "gonka-mainnet"},
-    "sync_info": {"latest_block_height": "1234", "catching_up": False},
-    "validator_info": {"pub_key": {"type": "tendermint/PubKeyEd25519", "value": "AbC="}}}}
+STATUS = json.loads(output("rpc-status.json"))
 
 
 def test_rpc_status():
@@ -198,20 +197,7 @@ def test_rpc_status():
 ADDR = "gonka1xrxsnuyewsvgxe86yz3t6twzmejrxldekkclqy"
 WORDS = ("abandon ability able about above absent absorb abstract absurd abuse access accident "
          "account accuse achieve acid acoustic acquire across act action actor actress actual")
-KEYS_ADD_OUT = f"""Enter keyring passphrase (attempt 1/3):
-Re-enter keyring passphrase:
-
-- address: {ADDR}
-  name: node-a
-  pubkey: '{{"@type":"/cosmos.crypto.secp256k1.PubKey","key":"A1b2"}}'
-  type: local
-
-
-**Important** write this mnemonic phrase in a safe place.
-It is the only way to recover your account if you ever forget your password.
-
-{WORDS}
-"""
+KEYS_ADD_OUT = output("keys-add.txt")  # inferenced keys add, both streams
 
 
 def test_keys_add_output():

@@ -14,8 +14,7 @@ from gonka_tasks.connectors.artefacts import is_secret_artefact, write_artefact
 from gonka_tasks.errors import DeployError
 from gonka_tasks.session.filemodes import check_artefact_dir, config_mode_warning, tighten_secrets
 from gonka_tasks.session.run import start_run
-from tests.helpers import conf_text, write_node
-from tests.unit.test_cli import fab
+from tests.helpers import conf_text, fab, write_node
 
 
 def mode(p: Path) -> int:

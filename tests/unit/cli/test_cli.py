@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import conf_text, write_node
-from tests.unit.test_config import BAD_INPUTS
+from tests.helpers import ROOT, conf_text, fab, fab_bin, write_node
+from tests.unit.config.test_config import BAD_INPUTS
 
-ROOT = Path(__file__).resolve().parents[2]
 MISSION_TASKS = ["deploy", "validate", "prepare-server", "download-model", "configure", "start-base",
                  "configure-chain", "launch", "verify", "status"]
-
-
-def fab_bin() -> str:
-    exe = Path(sys.executable).parent / "fab"
-    return str(exe) if exe.exists() else shutil.which("fab") or "fab"
-
-
-def fab(*args: str, cwd: Path = ROOT, stdin=subprocess.DEVNULL, timeout: int = 60) -> subprocess.CompletedProcess:
-    """Run fab as an operator would in a project dir of our choice (`cwd`, made a project with its own
-    fabfile, so what the tasks write lands in its nodes/ and logs/, not the repository's)."""
-    from gonka_sim.hosts.lab import make_project  # noqa: PLC0415
-
-    project = cwd if cwd == ROOT else make_project(cwd)
-    return subprocess.run([fab_bin(), "-r", str(project), *args], cwd=cwd, capture_output=True, text=True,
-                          stdin=stdin, timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
 
 
 def test_fab_list_from_repo_root_shows_every_task_with_help():

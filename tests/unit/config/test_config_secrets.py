@@ -9,8 +9,7 @@ import pytest
 from gonka_tasks.config import KNOWN_KEYS, SECRET_KEYS, load, looks_secret, mask
 from gonka_tasks.errors import ConfigError
 from gonka_tasks.session.log import RunLog
-from tests.helpers import PASSWORD, conf_text, write_node
-from tests.unit.test_cli import fab
+from tests.helpers import PASSWORD, conf_text, fab, write_node
 
 SECRET = "Zq9-s3cret.VALUE_77"
 # how the key of a secret line gets mistyped (the cases, then more near-misses)

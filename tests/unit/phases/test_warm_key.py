@@ -3,56 +3,22 @@ output in every state the server can report, and that `keys add` never follows a
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from gonka_tasks import facts
-from gonka_tasks.config import load
-from gonka_tasks.connectors.remote import Result
 from gonka_tasks.errors import DeployError
 from gonka_tasks.phases import warm_key
 from gonka_tasks.phases.common import Snapshot
-from gonka_tasks.session.log import RunLog
-from gonka_tasks.session.run import Run, Target
-from tests.helpers import conf_text, write_node
+from tests.doubles import LocalRemote, make_run
 
 ADDR = "gonka1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu"
 WORDS = " ".join(["abandon"] * 23 + ["art"])
 NOT_FOUND = "node-a is not a valid name or address: decoding bech32 failed: invalid bech32 string length 6"
 
 
-class FakeRemote:
-    """Answers probes from a table of (substring -> Result); records what would change the server."""
-
-    def __init__(self, answers: dict[str, tuple[int, str]]):
-        self.answers = answers
-        self.ran: list[str] = []
-
-    def _answer(self, command: str) -> Result:
-        for needle, (code, out) in self.answers.items():
-            if needle in command:
-                return Result(command, code, out, "", 0.0)
-        raise AssertionError(f"unexpected probe: {command[:200]}")
-
-    def probe(self, command, **_kw) -> Result:
-        return self._answer(command)
-
-    def probe_many(self, probes, **_kw):
-        return {name: self._answer(cmd) for name, cmd in probes.items()}
-
-    def run(self, command, *, what, **_kw) -> Result:
-        self.ran.append(what)
-        if "keys add" in what:
-            raise AssertionError("keys add must not run here")
-        return Result(command, 0, "", "", 0.0)
-
-
 @pytest.fixture
 def run(tmp_path):
-    cfg = load(write_node(tmp_path, conf_text()))
-    r = Run(cfg=cfg, log=RunLog(tmp_path / "k.log", console=io.StringIO()), target=Target("h", "root", 22))
-    return r
+    return make_run(tmp_path)
 
 
 def pending(text: str, rc: int | None, alive: bool = False) -> tuple[int, str]:
@@ -71,36 +37,36 @@ KEY_PRESENT = {"keyring-file": (0, f"keyhash\nnode-a.info\n{facts.KEYRING_LISTED
 def test_pending_output_without_exit_status_of_a_dead_creation_names_no_empty_code(run):
     """The creating process died before writing its status; no key exists: the output is removed and
     the error says "no exit code" (never `exit code )`)."""
-    run._remote = FakeRemote({"tr -d": pending("- address: garbled", None), **KEY_ABSENT})
+    run._remote = LocalRemote.scripted({"tr -d": pending("- address: garbled", None), **KEY_ABSENT})
     with pytest.raises(DeployError) as e:
         warm_key.recover_pending(run)
     assert "(no exit code)" in e.value.message and "exit code )" not in str(e.value)
-    assert run._remote.ran == ["remove the output of the failed key creation"]
+    assert run._remote.changing == ["remove the output of the failed key creation"]
 
 
 def test_pending_output_with_a_mnemonic_is_saved_read_back_then_removed(run):
-    run._remote = FakeRemote({"tr -d": pending(f"- address: {ADDR}\n  name: node-a\n\n{WORDS}", 0)})
+    run._remote = LocalRemote.scripted({"tr -d": pending(f"- address: {ADDR}\n  name: node-a\n\n{WORDS}", 0)})
     warm_key.recover_pending(run)
     text = (run.cfg.artefacts / "warm_key.txt").read_text()
     assert f"address: {ADDR}" in text and WORDS in text
     assert (run.cfg.artefacts / "warm_key.txt").stat().st_mode & 0o777 == 0o600
-    assert run._remote.ran == ["remove the server copy of the key creation output"]
+    assert run._remote.changing == ["remove the server copy of the key creation output"]
 
 
 def test_unreadable_output_of_an_existing_key_is_kept_and_is_an_error(run):
-    run._remote = FakeRemote({"tr -d": pending("", 0), **KEY_PRESENT})
+    run._remote = LocalRemote.scripted({"tr -d": pending("", 0), **KEY_PRESENT})
     with pytest.raises(DeployError) as e:
         warm_key.recover_pending(run)
     assert "was never saved on this machine" in e.value.message and ADDR in e.value.message
-    assert run._remote.ran == []  # the server copy stays
+    assert run._remote.changing == []  # the server copy stays
 
 
 def test_unclear_key_state_keeps_the_output_and_stops(run):
-    run._remote = FakeRemote({"tr -d": pending("", 1), "keyring-file": (0, ""), "keys show": (125, "daemon down")})
+    run._remote = LocalRemote.scripted({"tr -d": pending("", 1), "keyring-file": (0, ""), "keys show": (125, "daemon down")})
     with pytest.raises(DeployError) as e:
         warm_key.recover_pending(run)
     assert "rerun to continue" in e.value.message
-    assert run._remote.ran == []
+    assert run._remote.changing == []
 
 
 @pytest.mark.parametrize("answers", [
@@ -109,12 +75,12 @@ def test_unclear_key_state_keeps_the_output_and_stops(run):
     {"keyring-file": (0, f"{facts.KEYRING_LISTED}\n"), "keys show": (0, "\n")},
 ])
 def test_an_unclear_probe_never_creates_the_key(run, answers):
-    run._remote = FakeRemote({"test -e": (1, ""), **answers})
+    run._remote = LocalRemote.scripted({"test -e": (1, ""), **answers})
     snap = Snapshot(run, {"pending": "test -e x"})
     with pytest.raises(DeployError) as e:
         warm_key.warm_key(run, snap)
     assert "could not tell whether the warm key" in e.value.message
-    assert run._remote.ran == []
+    assert run._remote.changing == []
 
 
 def _script(tmp_path, keys_add: str):
@@ -148,21 +114,21 @@ def test_keys_add_script_records_a_failure(tmp_path):
 
 def test_a_creation_cut_short_by_a_full_disk_moves_its_unreadable_entry_aside(run):
     broken = "node-a is not a valid name or address: square/go-jose: compact JWE format must have five parts"
-    run._remote = FakeRemote({
+    run._remote = LocalRemote.scripted({
         "tr -d": pending("OSError: [Errno 28] No space left on device", 1),
         "keyring-file": (0, f"keyhash\nnode-a.info\n{facts.KEYRING_LISTED}\n"), "keys show": (1, broken + "\n")})
     with pytest.raises(DeployError) as e:
         warm_key.recover_pending(run)
     assert "failed half-way" in e.value.message and "moved aside" in e.value.message
-    assert run._remote.ran == ["move the unreadable keyring entry of the failed key creation aside",
+    assert run._remote.changing == ["move the unreadable keyring entry of the failed key creation aside",
                                "remove the output of the failed key creation"]
 
 
 def test_an_unreadable_entry_without_our_failed_creation_is_left_alone(run):
     broken = "node-a is not a valid name or address: square/go-jose: compact JWE format must have five parts"
-    run._remote = FakeRemote({"test -e": (1, ""), "keyring-file": (0, f"node-a.info\n{facts.KEYRING_LISTED}\n"),
+    run._remote = LocalRemote.scripted({"test -e": (1, ""), "keyring-file": (0, f"node-a.info\n{facts.KEYRING_LISTED}\n"),
                               "keys show": (1, broken + "\n")})
     with pytest.raises(DeployError) as e:
         warm_key.warm_key(run, Snapshot(run, {"pending": "test -e x"}))
     assert "cannot be read" in e.value.message and "move" in (e.value.hint or "")
-    assert run._remote.ran == []
+    assert run._remote.changing == []

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 import pytest
 
 from gonka_tasks.cli.fleet import NodeResult, run_fleet, show_summary, summary_table
-from gonka_tasks.config import load
 from gonka_tasks.errors import DeployError
 from gonka_tasks.operations import status as status_phase
 from gonka_tasks.phases import common
@@ -24,9 +23,10 @@ from gonka_tasks.phases import download_model as model
 from gonka_tasks.phases import verify as verify_phase
 from gonka_tasks.session import console as consoles
 from gonka_tasks.session.log import RunLog
-from tests.helpers import conf_text, write_node
+from tests.doubles import make_run
+from tests.helpers import FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "demo-terminal.txt"
+FIXTURE = FIXTURES / "demo-terminal.txt"
 LINE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(INFO|CHECK|EXEC|OK|SKIP|WARN|ERROR|OUTPUT)\] ")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-7]|38;5;\d+|9[0-7])m")  # foreground colours (bold alone is no colour)
@@ -228,10 +228,8 @@ def test_download_without_a_terminal_logs_progress_lines(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------- status and verify
-def _node_run(tmp_path, out) -> SimpleNamespace:
-    cfg = load(write_node(tmp_path, conf_text()))
-    return SimpleNamespace(cfg=cfg, log=RunLog(tmp_path / "run.log", console=out), remote=SimpleNamespace(step=""),
-                           status_rows=None, verification=None)
+def _node_run(tmp_path, out):
+    return make_run(tmp_path, console=out)
 
 
 def _show_status(run, monkeypatch) -> None:

@@ -9,7 +9,7 @@ import urllib.request
 
 from gonka_sim.network.seed import SeedServer, model_entry
 
-from .test_server_sim_support import join, sim, wait_for, write_config_env  # noqa: F401
+from .support import join, sim, wait_for, write_config_env  # noqa: F401
 
 MODEL = "Qwen/Qwen3-235B"
 

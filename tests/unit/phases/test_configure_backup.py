@@ -3,44 +3,15 @@ config.env hold the keyring password), run here in a local bash as the server wo
 
 from __future__ import annotations
 
-import io
-import subprocess
-from types import SimpleNamespace
-
-from gonka_tasks.config import load
-from gonka_tasks.connectors.remote import Remote, Result
 from gonka_tasks.core.shell import private_backup
 from gonka_tasks.phases.common import Snapshot
 from gonka_tasks.phases.configure import upload
-from gonka_tasks.session.log import RunLog
-from gonka_tasks.session.step import Steps
-from tests.helpers import conf_text, write_node
-
-
-class LocalRemote:
-    """The deployer's commands run in a local bash instead of over SSH."""
-
-    probe_many = Remote.probe_many
-    write_file = Remote.write_file
-
-    def __init__(self) -> None:
-        self.changing: list[str] = []
-
-    def probe(self, command: str, *, input: str | None = None, **_) -> Result:
-        r = subprocess.run(["bash", "-c", command], input=input, capture_output=True, text=True, timeout=30)
-        return Result(command, r.returncode, r.stdout, r.stderr, 0.0)
-
-    def run(self, command: str, *, what: str, input: str | None = None, **_) -> Result:
-        self.changing.append(what)
-        r = self.probe(command, input=input)
-        assert r.ok, (what, r.stderr)
-        return r
+from tests.doubles import make_run
 
 
 def upload_once(tmp_path, name: str, content: str, mode: int):
-    cfg = load(write_node(tmp_path, conf_text(MOUNT_POINT=str(tmp_path / "mnt"))))
-    log = RunLog(None, console=io.StringIO())
-    run = SimpleNamespace(cfg=cfg, remote=LocalRemote(), log=log, steps=Steps(log), plan=False)
+    run = make_run(tmp_path, MOUNT_POINT=str(tmp_path / "mnt"))
+    cfg = run.cfg
     snap = Snapshot(run, {name: f"cd {cfg.join_dir} && sha256sum {name} && stat -c %a {name}"})
     upload(run, snap, name, content, mode)
     return run

@@ -9,7 +9,7 @@ import pytest
 
 from gonka_sim.network.seed import SeedServer
 from gonka_tasks.config.address import cold_address
-from tests.unit import test_server_sim_support as support
+from tests.sandbox.server import support
 
 pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures

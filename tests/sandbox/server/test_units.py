@@ -13,7 +13,7 @@ import tomllib
 
 from gonka_sim.network import repos
 from gonka_tasks.config.address import cold_address
-from tests.unit.test_server_sim_support import (
+from tests.sandbox.server.support import (
     LIB,
     SERVER_ROOT,
     TEMPLATES,

@@ -4,8 +4,8 @@ KEYRING_PASSWORD, and a password that does not open it shows as a log line and a
 
 from __future__ import annotations
 
-from tests.unit import test_server_sim_support as support
-from tests.unit.test_server_sim_support import wait_for
+from tests.sandbox.server import support
+from tests.sandbox.server.support import wait_for
 
 pytestmark = support.needs_sim_python
 sim = support.sim  # fixtures

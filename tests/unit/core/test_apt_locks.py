@@ -11,7 +11,7 @@ import time
 import pytest
 
 from gonka_tasks.core import aptget
-from tests.unit import test_server_sim_support as support
+from tests.sandbox.server import support
 
 pytestmark = support.needs_sim_python
 sim = support.sim  # fixture
